@@ -1,0 +1,66 @@
+/**
+ * One error class for everything Themis raises on purpose. `code` is a stable string,
+ * prefixed by the layer that raised it, so callers can `switch (err.code)`.
+ * Messages say what went wrong and what to do; they never carry key material.
+ * Programmer mistakes (wrong argument types, out-of-range options) stay TypeError/RangeError.
+ */
+export type ErrorCode =
+  // core
+  | 'ERR_DECODE_TRUNCATED'
+  | 'ERR_DECODE_TRAILING'
+  | 'ERR_DECODE_INVALID'
+  | 'ERR_DECODE_TOO_LARGE'
+  // identity
+  | 'ERR_IDENTITY_BAD_SIGNATURE'
+  | 'ERR_IDENTITY_PUZZLE'
+  | 'ERR_IDENTITY_KEY_FILE'
+  | 'ERR_IDENTITY_KEY_PERMISSIONS'
+  | 'ERR_IDENTITY_INVALID'
+  // handshake (protocol 1)
+  | 'ERR_HANDSHAKE_DECRYPT'
+  | 'ERR_HANDSHAKE_STATE'
+  | 'ERR_HANDSHAKE_MESSAGE'
+  | 'ERR_HANDSHAKE_PROOF'
+  | 'ERR_HANDSHAKE_UNEXPECTED_PEER'
+  | 'ERR_HANDSHAKE_TIMEOUT'
+  | 'ERR_HANDSHAKE_CLOSED'
+  | 'ERR_HANDSHAKE_NONCE_EXHAUSTED'
+  // channel (protocol 2)
+  | 'ERR_CHANNEL_DECRYPT'
+  | 'ERR_CHANNEL_FRAME'
+  | 'ERR_CHANNEL_FRAME_TOO_LARGE'
+  | 'ERR_CHANNEL_NONCE_EXHAUSTED'
+  | 'ERR_CHANNEL_STREAM_LIMIT'
+  | 'ERR_CHANNEL_FLOW_CONTROL'
+  | 'ERR_CHANNEL_PENDING_LIMIT'
+  | 'ERR_CHANNEL_PROTOCOL'
+  | 'ERR_CHANNEL_CLOSED'
+  | 'ERR_CHANNEL_GOAWAY'
+  | 'ERR_CHANNEL_TIMEOUT'
+  | 'ERR_CHANNEL_CANCELLED'
+  | 'ERR_CHANNEL_RESET'
+  | 'ERR_CHANNEL_NO_HANDLER'
+  | 'ERR_CHANNEL_HANDLER'
+  | 'ERR_CHANNEL_MESSAGE_TOO_LARGE'
+  // transport
+  | 'ERR_TRANSPORT_ADDRESS'
+  | 'ERR_TRANSPORT_CONNECT'
+  | 'ERR_TRANSPORT_LIMIT'
+  | 'ERR_TRANSPORT_CLOSED';
+
+export class ThemisError extends Error {
+  readonly code: ErrorCode;
+  /** True when the message may be shown to a remote peer (never for crypto failures). */
+  readonly expose: boolean;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; expose?: boolean }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ThemisError';
+    this.code = code;
+    this.expose = options?.expose ?? false;
+  }
+}
+
+export function isThemisError(err: unknown, code?: ErrorCode): err is ThemisError {
+  return err instanceof ThemisError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,308 @@
+import { EventEmitter } from 'node:events';
+import type { Server, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ThemisError, isThemisError } from '../core/errors.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { Channel, type ChannelLimits, type RequestHandler, type StreamHandler } from '../channel/index.js';
+import { createInitiator, createResponder, type Credential, type HandshakePattern, type VerifiedPeer } from '../handshake/index.js';
+import { Identity, networkConfig, parseNodeId, type NetworkConfig } from '../identity/index.js';
+import { runHandshake } from './handshake-io.js';
+import { dialTcp, listenTcp } from './tcp.js';
+
+/** The verified other side of a connection. */
+export interface RemotePeer extends VerifiedPeer {
+  readonly pattern: HandshakePattern;
+  /** Noise handshake hash, identical on both sides: use it to bind higher-level tokens to this channel. */
+  readonly handshakeHash: Buffer;
+  /** Transport address the connection came from or went to. */
+  readonly address: string;
+}
+
+export type Connection = Channel<RemotePeer>;
+
+export interface PeerLimits {
+  /** Handshakes in progress at once (half-open connections). Default 128. */
+  readonly maxPendingHandshakes: number;
+  /** Established connections at once. Default 1024. */
+  readonly maxConnections: number;
+  /** Inbound connections (pending or established) from one IP address. Default 64. */
+  readonly maxConnectionsPerIp: number;
+  /** A handshake must complete within this. Default 10 s. */
+  readonly handshakeTimeoutMs: number;
+  /** TCP connect timeout. Default 10 s. */
+  readonly connectTimeoutMs: number;
+}
+
+export const DEFAULT_PEER_LIMITS: PeerLimits = Object.freeze({
+  maxPendingHandshakes: 128,
+  maxConnections: 1024,
+  maxConnectionsPerIp: 64,
+  handshakeTimeoutMs: 10_000,
+  connectTimeoutMs: 10_000,
+});
+
+export interface PeerInit {
+  /** The peer's identity; a fresh one meeting the network's puzzles when omitted. */
+  readonly identity?: Identity;
+  /** Network parameters (c1, c2, trust domain); peers of different networks cannot connect. */
+  readonly network?: Partial<NetworkConfig>;
+  /** Addresses to listen on, e.g. `tcp://127.0.0.1:0`. None: the peer only dials. */
+  readonly listen?: string | readonly string[];
+  /** Join as a client: announced in the identity proof so others keep it out of routing tables. */
+  readonly client?: boolean;
+  /** Credentials to carry in the identity proof (endorsements, attestation evidence). */
+  readonly credentials?: readonly Credential[];
+  readonly limits?: Partial<PeerLimits>;
+  readonly channel?: Partial<ChannelLimits>;
+  readonly logger?: Logger;
+}
+
+export interface DialOptions {
+  /** NodeId (bytes or base32 text) the dialled peer must have. */
+  readonly expect?: Uint8Array | string;
+  /** The peer's verified Noise static key (e.g. from a signed contact record): selects IK. */
+  readonly remoteStatic?: Uint8Array;
+  readonly signal?: AbortSignal;
+}
+
+const STATIC_KEY_CACHE_SIZE = 4096;
+
+/**
+ * A Themis peer: an identity, listeners, and verified encrypted connections (protocols 1 and 2).
+ *
+ * @example
+ * const server = await createPeer({ listen: 'tcp://127.0.0.1:0' });
+ * server.handle('echo', (body) => body);
+ * const client = await createPeer();
+ * const conn = await client.dial(server.addresses[0], { expect: server.id });
+ * const reply = await conn.request('echo', Buffer.from('hi'));
+ */
+export class Peer extends EventEmitter {
+  readonly identity: Identity;
+  readonly network: NetworkConfig;
+  readonly limits: PeerLimits;
+  readonly connections = new Set<Connection>();
+  private readonly logger: Logger;
+  private readonly servers: Server[] = [];
+  private readonly boundAddresses: string[] = [];
+  private readonly requestHandlers = new Map<string, RequestHandler>();
+  private readonly streamHandlers = new Map<string, StreamHandler>();
+  private readonly handlers = {
+    request: (name: string) => this.requestHandlers.get(name),
+    stream: (name: string) => this.streamHandlers.get(name),
+  };
+  /** NodeId (hex) → Noise static key from verified handshakes; lets the next dial use IK. */
+  private readonly staticKeys = new Map<string, Buffer>();
+  private readonly pendingSockets = new Set<Duplex>();
+  private readonly perIp = new Map<string, number>();
+  private closing = false;
+
+  constructor(private readonly init: PeerInit = {}) {
+    super();
+    this.network = networkConfig(init.network);
+    this.identity = init.identity ?? Identity.generate(this.network);
+    if (!this.identity.meets(this.network)) {
+      throw new ThemisError('ERR_IDENTITY_PUZZLE', `identity ${this.identity.id} does not meet this network's puzzles (c1 = ${this.network.c1}, c2 = ${this.network.c2}); generate a new one`);
+    }
+    this.limits = Object.freeze({ ...DEFAULT_PEER_LIMITS, ...init.limits });
+    this.logger = init.logger ?? createLogger();
+  }
+
+  /** NodeId in base32 text form. */
+  get id(): string {
+    return this.identity.id;
+  }
+
+  get nodeId(): Buffer {
+    return this.identity.nodeId;
+  }
+
+  /** The addresses this peer listens on, with real ports once bound. */
+  get addresses(): readonly string[] {
+    return this.boundAddresses;
+  }
+
+  /** Serves request `name` on every connection, current and future. */
+  handle(name: string, handler: RequestHandler): this {
+    this.requestHandlers.set(checkName(name), handler);
+    return this;
+  }
+
+  /** Serves byte streams opened under `name`. */
+  handleStream(name: string, handler: StreamHandler): this {
+    this.streamHandlers.set(checkName(name), handler);
+    return this;
+  }
+
+  /** Starts listening on the addresses given at creation. */
+  async listen(): Promise<void> {
+    const listen = this.init.listen === undefined ? [] : typeof this.init.listen === 'string' ? [this.init.listen] : this.init.listen;
+    for (const address of listen) {
+      const { server, address: bound } = await listenTcp(address, (socket) => this.acceptTcp(socket));
+      this.servers.push(server);
+      this.boundAddresses.push(bound);
+    }
+  }
+
+  /** Dials `tcp://host:port`, runs the handshake (IK when the static key is known, else XX). */
+  async dial(address: string, options: DialOptions = {}): Promise<Connection> {
+    const expect = options.expect === undefined ? undefined : typeof options.expect === 'string' ? parseNodeId(options.expect) : Buffer.from(options.expect);
+    const known = options.remoteStatic ?? (expect === undefined ? undefined : this.staticKeys.get(expect.toString('hex')));
+    const attempt = async (remoteStatic: Uint8Array | undefined): Promise<Connection> => {
+      const socket = await dialTcp(address, { timeoutMs: this.limits.connectTimeoutMs, ...(options.signal ? { signal: options.signal } : {}) });
+      return this.connectOver(socket, address, { expect, remoteStatic, signal: options.signal });
+    };
+    if (known === undefined) return attempt(undefined);
+    try {
+      return await attempt(known);
+    } catch (err) {
+      // §3.3: a responder whose static key changed closes an IK attempt unanswered; retry with XX.
+      if (!isThemisError(err, 'ERR_HANDSHAKE_CLOSED')) throw err;
+      if (expect !== undefined) this.staticKeys.delete(expect.toString('hex'));
+      this.logger.debug({ address }, 'IK handshake refused; retrying with XX');
+      return attempt(undefined);
+    }
+  }
+
+  /** Runs the initiator side over an already-connected duplex (in-memory transports, tests). */
+  async connectOver(
+    socket: Duplex,
+    address: string,
+    options: { expect?: Uint8Array | undefined; remoteStatic?: Uint8Array | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<Connection> {
+    this.assertOpen();
+    const machine = createInitiator({
+      identity: this.identity,
+      network: this.network,
+      addresses: this.boundAddresses,
+      client: this.init.client === true,
+      credentials: this.init.credentials ?? [],
+      ...(options.expect === undefined ? {} : { expect: options.expect }),
+      ...(options.remoteStatic === undefined ? {} : { remoteStatic: options.remoteStatic }),
+    });
+    return this.establish(socket, address, machine, true, options.signal);
+  }
+
+  /** Runs the responder side over an accepted duplex (in-memory transports, tests). */
+  acceptOver(socket: Duplex, address: string): Promise<Connection> {
+    const machine = createResponder({
+      identity: this.identity,
+      network: this.network,
+      addresses: this.boundAddresses,
+      client: this.init.client === true,
+      credentials: this.init.credentials ?? [],
+    });
+    return this.establish(socket, address, machine, false, undefined);
+  }
+
+  /** Stops listening, closes every connection with GOAWAY and waits for in-flight streams. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const socket of this.pendingSockets) socket.destroy();
+    await Promise.all([
+      ...this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
+      ...[...this.connections].map((conn) => conn.close()),
+    ]);
+  }
+
+  private acceptTcp(socket: Socket): void {
+    const ip = socket.remoteAddress ?? 'unknown';
+    const address = `tcp://${ip}:${socket.remotePort ?? 0}`;
+    const fromIp = this.perIp.get(ip) ?? 0;
+    const refusal =
+      this.closing ? 'closing'
+      : this.pendingSockets.size >= this.limits.maxPendingHandshakes ? 'too many handshakes in progress'
+      : this.connections.size >= this.limits.maxConnections ? 'too many connections'
+      : fromIp >= this.limits.maxConnectionsPerIp ? 'too many connections from this address'
+      : null;
+    if (refusal !== null) {
+      this.logger.warn({ address, code: 'ERR_TRANSPORT_LIMIT' }, `refused inbound connection: ${refusal}`);
+      socket.destroy();
+      return;
+    }
+    this.perIp.set(ip, fromIp + 1);
+    socket.once('close', () => {
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n === 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, n);
+    });
+    this.acceptOver(socket, address).catch(() => {
+      // Already logged with its precise code in establish(); the socket is closed.
+    });
+  }
+
+  private async establish(
+    socket: Duplex,
+    address: string,
+    machine: ReturnType<typeof createInitiator>,
+    initiator: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<Connection> {
+    this.pendingSockets.add(socket);
+    try {
+      const { result, head } = await runHandshake(socket, machine, { timeoutMs: this.limits.handshakeTimeoutMs, ...(signal ? { signal } : {}) });
+      this.assertOpen();
+      const remote: RemotePeer = { ...result.remote, pattern: result.pattern, handshakeHash: result.handshakeHash, address };
+      this.rememberStaticKey(remote);
+      const conn: Connection = new Channel<RemotePeer>({
+        socket,
+        head,
+        send: result.send,
+        recv: result.recv,
+        initiator,
+        remote,
+        handlers: this.handlers,
+        limits: this.init.channel ?? {},
+        logger: this.logger,
+      });
+      this.connections.add(conn);
+      conn.once('close', (err?: ThemisError) => {
+        this.connections.delete(conn);
+        if (err !== undefined) this.logger.debug({ peer: remote.id, code: err.code }, err.message);
+      });
+      this.logger.debug({ peer: remote.id, pattern: result.pattern, initiator }, 'handshake complete');
+      this.emit('connection', conn);
+      return conn;
+    } catch (err) {
+      socket.destroy();
+      // The remote learns nothing but a closed socket (docs/protocol.md §3.5); the reason stays here.
+      this.logger.debug({ address, initiator, code: isThemisError(err) ? err.code : 'ERR_HANDSHAKE_MESSAGE' }, 'handshake failed');
+      throw err;
+    } finally {
+      this.pendingSockets.delete(socket);
+    }
+  }
+
+  private rememberStaticKey(remote: VerifiedPeer): void {
+    const key = remote.nodeId.toString('hex');
+    this.staticKeys.delete(key);
+    if (this.staticKeys.size >= STATIC_KEY_CACHE_SIZE) {
+      const oldest = this.staticKeys.keys().next().value;
+      if (oldest !== undefined) this.staticKeys.delete(oldest);
+    }
+    this.staticKeys.set(key, remote.noiseStatic);
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new ThemisError('ERR_TRANSPORT_CLOSED', 'this peer is closed; create a new one');
+  }
+}
+
+function checkName(name: string): string {
+  const length = Buffer.byteLength(name, 'utf8');
+  if (length < 1 || length > 255) throw new RangeError(`handler names are 1 to 255 bytes of UTF-8, got ${length}`);
+  return name;
+}
+
+/** Creates a peer and starts its listeners. */
+export async function createPeer(init: PeerInit = {}): Promise<Peer> {
+  const peer = new Peer(init);
+  try {
+    await peer.listen();
+  } catch (err) {
+    await peer.close();
+    throw err;
+  }
+  return peer;
+}
