@@ -1,6 +1,6 @@
-import { KeyObject, createPrivateKey, createPublicKey, diffieHellman, randomBytes } from 'node:crypto';
-import { asBuffer } from '../../core/bytes.js';
+import { KeyObject, diffieHellman, randomBytes } from 'node:crypto';
 import { ThemisError } from '../../core/errors.js';
+import { keyPairFromRaw, publicKeyFromRaw } from '../../identity/keys.js';
 
 /** Noise §12.1: the `25519` DH functions (X25519, RFC 7748). */
 export const DHLEN = 32;
@@ -12,13 +12,9 @@ export interface KeyPair25519 {
   readonly privateKey: KeyObject;
 }
 
-function assertKeyLength(bytes: Uint8Array, what: string): void {
-  if (bytes.length !== DHLEN) throw new RangeError(`${what} must be ${DHLEN} bytes, got ${bytes.length}`);
-}
-
 function assertX25519(key: KeyObject, type: 'private' | 'public'): void {
   if (key.type !== type || key.asymmetricKeyType !== 'x25519') {
-    throw new TypeError(`expected an X25519 ${type} KeyObject, got a ${key.asymmetricKeyType ?? key.type} ${key.type} key`);
+    throw new TypeError(`expected an X25519 ${type} KeyObject, got a ${key.type} ${key.asymmetricKeyType ?? ''} key`);
   }
 }
 
@@ -31,29 +27,21 @@ export function generateKeyPair25519(): KeyPair25519 {
 }
 
 /**
- * The key pair of 32 raw private-key bytes (clamped by X25519 itself).
- * Built through a JWK import and an SPKI DER export: on Node 20.20.2 `generateKeyPairSync('x25519')`
- * followed by a JWK export deadlocks the process (docs: shared FIELD-NOTES.md), DER export does not.
- * The JWK importer ignores `x` for private keys but requires the property, hence `x: ''`.
- * @example const pair = keyPair25519FromPrivate(fromHex('4a3a…4893'));
+ * The key pair of 32 raw private-key bytes (X25519 clamps them itself); see identity/keys.ts for
+ * why keys are built through JWK and the public key as X25519(private, 9).
+ * @example const pair = keyPair25519FromPrivate(fromHex('77076d0a…1db92c2a'));
  */
 export function keyPair25519FromPrivate(privateKeyBytes: Uint8Array): KeyPair25519 {
-  assertKeyLength(privateKeyBytes, 'an X25519 private key');
-  const d = asBuffer(privateKeyBytes).toString('base64url');
-  const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x: '' }, format: 'jwk' });
-  const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
-  return { publicKey: spki.subarray(spki.length - DHLEN), privateKey };
+  return keyPairFromRaw('X25519', privateKeyBytes);
 }
 
 /**
- * A remote raw public key as a KeyObject, to be reused for every DH with it. Imported as JWK:
- * about 15× faster than a DER import here. Every 32-byte string is accepted (RFC 7748 §5).
+ * A remote raw public key as a KeyObject, to be reused for every DH with it (JWK import, ~15x
+ * faster than DER here). Every 32-byte string is accepted (RFC 7748 §5).
  * @example const remote = importPublicKey25519(message.subarray(0, 32));
  */
 export function importPublicKey25519(publicKeyBytes: Uint8Array): KeyObject {
-  assertKeyLength(publicKeyBytes, 'an X25519 public key');
-  const x = asBuffer(publicKeyBytes).toString('base64url');
-  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
+  return publicKeyFromRaw('X25519', publicKeyBytes);
 }
 
 function lowOrderPoint(): ThemisError {

@@ -32,7 +32,7 @@ export interface TransportCipherStates {
   readonly recv: CipherState;
 }
 
-/** A remote public key, imported once for all the DH operations that use it. */
+/** A remote public key, imported once for all the DH operations that use it; `raw` is a copy that pins no caller buffer. */
 interface RemoteKey {
   readonly raw: Buffer;
   readonly key: KeyObject;
@@ -72,9 +72,6 @@ export class HandshakeState {
   readonly protocol: NoiseProtocol;
   readonly initiator: boolean;
   readonly #symmetric: SymmetricState;
-  readonly #messages: readonly MessagePattern[];
-  /** Noise §9.2: in a PSK handshake every "e" is also mixed into the key. */
-  readonly #pskHandshake: boolean;
   readonly #psks: readonly Buffer[];
   #pskIndex = 0;
   readonly #s: KeyPair25519 | null;
@@ -90,7 +87,6 @@ export class HandshakeState {
     this.protocol = parseProtocolName(init.protocolName);
     this.initiator = init.initiator;
     const pattern = this.protocol.handshake;
-    this.#messages = pattern.messages;
 
     const ownPreMessage = this.initiator ? pattern.initiatorPreMessage : pattern.responderPreMessage;
     const remotePreMessage = this.initiator ? pattern.responderPreMessage : pattern.initiatorPreMessage;
@@ -101,10 +97,10 @@ export class HandshakeState {
     const role = this.initiator ? 'initiator' : 'responder';
 
     if (usesStatic !== (init.s !== undefined)) {
-      throw new TypeError(`${this.protocol.name} ${usesStatic ? 'needs' : 'does not use'} a local static key pair (s) for the ${role}`);
+      throw new TypeError(`the ${role} of ${this.protocol.name} ${usesStatic ? 'needs a' : 'takes no'} local static key pair (s)`);
     }
     if (knowsRemoteStatic !== (init.rs !== undefined)) {
-      throw new TypeError(`${this.protocol.name} ${knowsRemoteStatic ? 'needs' : 'does not take'} the remote static public key (rs) for the ${role}`);
+      throw new TypeError(`the ${role} of ${this.protocol.name} ${knowsRemoteStatic ? 'needs the' : 'takes no'} remote static public key (rs)`);
     }
     const psks = init.psks ?? [];
     if (psks.length !== pskTokens) throw new TypeError(`${this.protocol.name} needs ${pskTokens} PSKs, got ${psks.length}`);
@@ -114,19 +110,18 @@ export class HandshakeState {
     this.#e = init.e === undefined ? null : copyKeyPair(init.e, 'the local ephemeral');
     this.#rs = init.rs === undefined ? null : remoteKey(init.rs);
     this.#psks = psks.map((psk) => Buffer.from(psk));
-    this.#pskHandshake = pskTokens > 0;
 
     this.#symmetric = new SymmetricState(this.protocol.name, this.protocol.cipher);
     this.#symmetric.mixHash(init.prologue);
     // §5.3: MixHash() each pre-message public key, the initiator's first. (§9.2's extra MixKey
     // applies to pre-message "e" keys only, which no supported pattern has.)
-    for (const _s of pattern.initiatorPreMessage) this.#symmetric.mixHash(this.#preSharedStatic(this.initiator));
-    for (const _s of pattern.responderPreMessage) this.#symmetric.mixHash(this.#preSharedStatic(!this.initiator));
+    if (pattern.initiatorPreMessage.includes('s')) this.#symmetric.mixHash(this.#preSharedStatic(this.initiator));
+    if (pattern.responderPreMessage.includes('s')) this.#symmetric.mixHash(this.#preSharedStatic(!this.initiator));
   }
 
   /** True once every handshake message has been written or read; then call split(). */
   get isComplete(): boolean {
-    return this.#messageIndex === this.#messages.length;
+    return this.#messageIndex === this.protocol.handshake.messages.length;
   }
 
   /** How many handshake messages this side has written or read so far. */
@@ -188,8 +183,11 @@ export class HandshakeState {
       // A private copy, so the caller's buffer cannot change while it is being checked.
       const input = Buffer.from(message);
       let offset = 0;
-      const take = (length: number): Buffer => {
+      const need = (length: number): void => {
         if (input.length - offset < length) throw malformed(`handshake message ${this.#messageIndex} is too short`);
+      };
+      const take = (length: number): Buffer => {
+        need(length);
         offset += length;
         return input.subarray(offset - length, offset);
       };
@@ -208,7 +206,9 @@ export class HandshakeState {
           this.#mixDh(token);
         }
       }
-      const payload = this.#symmetric.decryptAndHash(take(input.length - offset));
+      // The payload takes the rest: at least its 16-byte tag once k is set.
+      need(this.#symmetric.hasKey() ? TAGLEN : 0);
+      const payload = this.#symmetric.decryptAndHash(input.subarray(offset));
       this.#messageIndex++;
       return payload;
     } catch (err) {
@@ -232,7 +232,7 @@ export class HandshakeState {
   /** The tokens of the next message, if it is this side's turn to write (or read) it. */
   #nextMessage(writing: boolean): MessagePattern {
     if (this.#failed) throw stateError('the handshake has failed; start a new one');
-    const tokens = this.#messages[this.#messageIndex];
+    const tokens = this.protocol.handshake.messages[this.#messageIndex];
     if (tokens === undefined) throw stateError('the handshake is already complete');
     const initiatorsTurn = this.#messageIndex % 2 === 0;
     if ((initiatorsTurn === this.initiator) !== writing) {
@@ -248,7 +248,7 @@ export class HandshakeState {
   /** §5.3 "e" token: MixHash(e.public_key), followed in a PSK handshake by MixKey(e.public_key) (§9.2). */
   #mixEphemeral(publicKey: Buffer): void {
     this.#symmetric.mixHash(publicKey);
-    if (this.#pskHandshake) this.#symmetric.mixKey(publicKey);
+    if (this.#psks.length > 0) this.#symmetric.mixKey(publicKey);
   }
 
   /** §9.2 "psk" token: MixKeyAndHash(psk), the PSKs taken in token order. */
