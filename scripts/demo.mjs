@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
-const themis = (...args) => execFileSync(process.execPath, [cli, ...args], { encoding: 'utf8' }).trim();
+const themis = (...args) => execFileSync(process.execPath, [cli, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 
 console.log('$ themis serve --listen tcp://127.0.0.1:0 --json');
 const server = spawn(process.execPath, [cli, 'serve', '--listen', 'tcp://127.0.0.1:0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });

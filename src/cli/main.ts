@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { isThemisError } from '../core/errors.js';
+import { registerDht } from './commands/dht.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerPing } from './commands/ping.js';
 import { registerServe } from './commands/serve.js';
+import { registerSim } from './commands/sim.js';
 import { UsageError } from './options.js';
 import { printJson } from './output.js';
 
@@ -21,6 +23,8 @@ const program = new Command()
 registerKeyCommands(program);
 registerServe(program);
 registerPing(program);
+registerDht(program);
+registerSim(program);
 
 try {
   await program.parseAsync(process.argv);

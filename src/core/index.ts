@@ -13,3 +13,4 @@ export {
   utf8,
 } from './bytes.js';
 export { createLogger, type Logger } from './log.js';
+export { Lru } from './lru.js';

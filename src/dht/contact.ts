@@ -1,5 +1,6 @@
 import { Reader, Writer } from '../core/codec.js';
 import { ThemisError } from '../core/errors.js';
+import { Lru } from '../core/lru.js';
 import {
   formatNodeId,
   meetsDynamicPuzzle,
@@ -48,12 +49,33 @@ export function createContactRecord(identity: Identity, options: { addresses: re
 }
 
 /**
+ * Contact records travel again and again (every FIND_NODE answer carries up to k of them), and
+ * verifying one is a pure function of its bytes and the network's puzzles: remember the results.
+ * Shared by every node of the process (the simulator runs thousands).
+ */
+const verified = new Lru<string, Contact>(65_536);
+
+/**
  * Verifies a contact record received from anyone: signature, NodeId puzzles and expiry.
  * Throws ERR_DHT_CONTACT_INVALID (never anything else) so callers can drop the contact.
  * `ignoreExpiry` is for a node's own routing-table snapshot after a restart: an expired contact
  * is still a good address to try, because the handshake proves the identity again.
  */
 export function verifyContactRecord(bytes: Uint8Array, network: NetworkConfig, now = Date.now(), options: { ignoreExpiry?: boolean } = {}): Contact {
+  const key = `${network.c1}/${network.c2}/${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')}`;
+  let contact = verified.get(key);
+  if (contact === undefined) {
+    contact = decodeContactRecord(bytes, network);
+    verified.set(key, contact);
+  }
+  if (options.ignoreExpiry !== true) {
+    if (contact.expiresAt <= now) throw new ThemisError('ERR_DHT_CONTACT_INVALID', 'contact record has expired');
+    if (contact.issuedAt > now + 5 * 60_000) throw new ThemisError('ERR_DHT_CONTACT_INVALID', 'contact record is issued in the future');
+  }
+  return contact;
+}
+
+function decodeContactRecord(bytes: Uint8Array, network: NetworkConfig): Contact {
   try {
     const envelope = openEnvelope(bytes, CONTACT_TAG);
     const r = new Reader(envelope.body, 'contact record');
@@ -72,8 +94,6 @@ export function verifyContactRecord(bytes: Uint8Array, network: NetworkConfig, n
     if (!meetsStaticPuzzle(nodeId, network.c1) || !meetsDynamicPuzzle(nodeId, puzzleNonce, network.c2)) {
       throw new ThemisError('ERR_DHT_CONTACT_INVALID', 'contact record: the NodeId does not meet the network puzzles');
     }
-    if (options.ignoreExpiry !== true && expiresAt <= now) throw new ThemisError('ERR_DHT_CONTACT_INVALID', 'contact record has expired');
-    if (options.ignoreExpiry !== true && issuedAt > now + 5 * 60_000) throw new ThemisError('ERR_DHT_CONTACT_INVALID', 'contact record is issued in the future');
     return {
       nodeId,
       id: formatNodeId(nodeId),

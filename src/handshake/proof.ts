@@ -1,5 +1,6 @@
 import { Reader, Writer } from '../core/codec.js';
 import { ThemisError } from '../core/errors.js';
+import { Lru } from '../core/lru.js';
 import {
   KEY_LENGTH,
   NOISE_STATIC_TAG,
@@ -100,26 +101,9 @@ export function decodeProof(bytes: Uint8Array): IdentityProof {
 /**
  * Verified (identityPub, noiseStatic, signature) triples. A binding signature that verified once
  * stays valid, so a reconnecting peer skips the Ed25519 verification (the costliest step of a
- * handshake after the DH operations). Bounded; oldest entries leave first.
+ * handshake after the DH operations).
  */
-class BindingCache {
-  private readonly entries = new Set<string>();
-  constructor(private readonly capacity: number) {}
-
-  has(key: string): boolean {
-    return this.entries.has(key);
-  }
-
-  add(key: string): void {
-    if (this.entries.size >= this.capacity) {
-      const oldest = this.entries.values().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
-    }
-    this.entries.add(key);
-  }
-}
-
-const bindingCache = new BindingCache(4096);
+const bindingCache = new Lru<string, true>(4096);
 
 /**
  * docs/protocol.md §3.5, in order: decode; binding signature over the Noise-authenticated static
@@ -129,11 +113,11 @@ const bindingCache = new BindingCache(4096);
 export function verifyProof(payload: Uint8Array, remoteStatic: Buffer, network: NetworkConfig, expect?: Uint8Array): VerifiedPeer {
   const proof = decodeProof(Buffer.from(payload));
   const cacheKey = Buffer.concat([proof.identityPub, remoteStatic, proof.bindingSignature]).toString('base64');
-  if (!bindingCache.has(cacheKey)) {
+  if (bindingCache.get(cacheKey) === undefined) {
     if (!verifyTagged(proof.identityPub, NOISE_STATIC_TAG, remoteStatic, proof.bindingSignature)) {
       throw new ThemisError('ERR_HANDSHAKE_PROOF', 'identity proof: the binding signature over the Noise static key does not verify');
     }
-    bindingCache.add(cacheKey);
+    bindingCache.set(cacheKey, true);
   }
   const nodeId = nodeIdFromPublicKey(proof.identityPub);
   if (!meetsStaticPuzzle(nodeId, network.c1)) throw new ThemisError('ERR_HANDSHAKE_PROOF', `identity proof: NodeId does not meet the static puzzle (c1 = ${network.c1})`);

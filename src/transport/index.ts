@@ -3,3 +3,4 @@ export { parseTcpAddress, formatTcpAddress, type TcpAddress } from './address.js
 export { dialTcp, listenTcp } from './tcp.js';
 export { memoryDuplexPair } from './memory.js';
 export { runHandshake, type HandshakeOutcome } from './handshake-io.js';
+export { MemoryNetwork } from './memory-network.js';

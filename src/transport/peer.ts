@@ -122,6 +122,11 @@ export class Peer extends EventEmitter {
     return this.boundAddresses;
   }
 
+  /** Advertises an address served by another transport (an in-memory network). */
+  announce(address: string): void {
+    if (!this.boundAddresses.includes(address)) this.boundAddresses.push(address);
+  }
+
   /** Serves request `name` on every connection, current and future. */
   handle(name: string, handler: RequestHandler): this {
     this.requestHandlers.set(checkName(name), handler);

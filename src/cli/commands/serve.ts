@@ -4,6 +4,7 @@ import { Identity, formatNodeId, readKeyFile } from '../../identity/index.js';
 import { createPeer } from '../../transport/index.js';
 import { jsonOption, keyOption, networkFrom, networkOptions } from '../options.js';
 import { printJson, printLine } from '../output.js';
+import { waitForSignal } from '../signals.js';
 
 interface ServeOptions {
   listen: string[];
@@ -38,15 +39,7 @@ export function registerServe(program: Command): void {
     const addr = peer.addresses[0];
     if (opts.json === true) printJson({ id: peer.id, addr, addrs: peer.addresses, noiseStatic: formatNodeId(identity.noiseStatic.publicKey) });
     else printLine(`serving ${peer.id} on ${peer.addresses.join(', ')} (Ctrl-C to stop)`);
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        resolve();
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
+    await waitForSignal();
     await peer.close();
   });
 }
