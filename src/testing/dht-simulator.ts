@@ -20,23 +20,31 @@ export interface SimulationOptions {
   readonly requestTimeoutMs?: number;
   /** Lookups (and joins) in flight at once. Default 64. */
   readonly concurrency?: number;
+  /** Also measure these path counts on the same network (the same lookups), for comparison. */
+  readonly compare?: readonly number[];
   readonly onProgress?: (phase: 'identities' | 'join' | 'lookups', done: number, total: number) => void;
 }
 
-export interface SimulationResult {
-  readonly nodes: number;
-  readonly malicious: number;
+/** The figures of one round of lookups with a given number of disjoint paths. */
+export interface LookupRound {
   readonly disjoint: number;
-  readonly k: number;
-  readonly alpha: number;
-  readonly lookups: number;
   readonly successRate: number;
   readonly hops: { p50: number; p95: number; histogram: Record<string, number> };
   readonly messagesPerLookup: number;
   /** S/Kademlia's estimate P = Σᵢ hᵢ·(1 − (1 − (1 − m)^i)^d) from the measured hop histogram. */
   readonly analyticSuccess: number;
   readonly wallMs: number;
+}
+
+export interface SimulationResult extends LookupRound {
+  readonly nodes: number;
+  readonly malicious: number;
+  readonly k: number;
+  readonly alpha: number;
+  readonly lookups: number;
   readonly phasesMs: { identities: number; join: number; lookups: number };
+  /** The rounds of `compare`, on the same network and the same lookups. */
+  readonly comparison: LookupRound[];
 }
 
 /** mulberry32: a small seeded PRNG so a run can be repeated. */
@@ -123,50 +131,67 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   for (const i of bad) makeAdversarial(nodes[i]!, badContacts, options.k, random);
   const honest = nodes.filter((_, i) => !bad.has(i));
 
-  const histogram = new Map<number, number>();
-  const hopsList: number[] = [];
-  let successes = 0;
-  let messages = 0;
-  const lookups = Array.from({ length: options.lookups }, () => {
+  const pairs = Array.from({ length: options.lookups }, () => {
     const from = honest[Math.floor(random() * honest.length)]!;
     let to = honest[Math.floor(random() * honest.length)]!;
     while (to === from && honest.length > 1) to = honest[Math.floor(random() * honest.length)]!;
     return { from, to };
   });
+  const m = badCount / options.nodes;
+  const rounds: LookupRound[] = [];
+  for (const disjoint of [options.disjoint, ...(options.compare ?? [])]) {
+    rounds.push(await measureRound(pairs, disjoint, m, concurrency, (done) => progress('lookups', done, pairs.length)));
+  }
+  const lookupsDone = performance.now();
+  await Promise.all(nodes.map((node) => node.leave()));
+  const [main, ...comparison] = rounds as [LookupRound, ...LookupRound[]];
+  return {
+    ...main,
+    nodes: options.nodes,
+    malicious: m,
+    k: options.k,
+    alpha: options.alpha,
+    lookups: options.lookups,
+    wallMs: Math.round(lookupsDone - started),
+    phasesMs: { identities: Math.round(identitiesDone - started), join: Math.round(joinDone - identitiesDone), lookups: Math.round(lookupsDone - joinDone) },
+    comparison,
+  };
+}
+
+/** One round of lookups: each honest `from` looks up `to`'s id over `disjoint` paths. */
+async function measureRound(
+  pairs: readonly { from: DhtNode; to: DhtNode }[],
+  disjoint: number,
+  m: number,
+  concurrency: number,
+  onProgress: (done: number) => void,
+): Promise<LookupRound> {
+  const started = performance.now();
+  const histogram = new Map<number, number>();
+  const hopsList: number[] = [];
+  let messages = 0;
   let done = 0;
-  await pool(lookups, concurrency, async ({ from, to }) => {
-    const result = await from.findNode(to.nodeId);
+  await pool(pairs, concurrency, async ({ from, to }) => {
+    const result = await from.findNode(to.nodeId, { disjoint });
     messages += result.queries;
     if (result.target !== null) {
-      successes++;
       const hops = result.hops ?? 0;
       hopsList.push(hops);
       histogram.set(hops, (histogram.get(hops) ?? 0) + 1);
     }
-    if (++done % 32 === 0) progress('lookups', done, lookups.length);
+    if (++done % 32 === 0 || done === pairs.length) onProgress(done);
   });
-  progress('lookups', lookups.length, lookups.length);
-  const lookupsDone = performance.now();
-  await Promise.all(nodes.map((node) => node.leave()));
-
   hopsList.sort((a, b) => a - b);
   const pct = (p: number): number => (hopsList.length === 0 ? 0 : hopsList[Math.min(hopsList.length - 1, Math.ceil(p * hopsList.length) - 1)]!);
-  const m = badCount / options.nodes;
   let analytic = 0;
-  for (const [hops, count] of histogram) analytic += (count / Math.max(1, hopsList.length)) * (1 - (1 - (1 - m) ** hops) ** options.disjoint);
+  for (const [hops, count] of histogram) analytic += (count / Math.max(1, hopsList.length)) * (1 - (1 - (1 - m) ** hops) ** disjoint);
   return {
-    nodes: options.nodes,
-    malicious: m,
-    disjoint: options.disjoint,
-    k: options.k,
-    alpha: options.alpha,
-    lookups: options.lookups,
-    successRate: successes / Math.max(1, options.lookups),
-    hops: { p50: pct(0.5), p95: pct(0.95), histogram: Object.fromEntries([...histogram].sort((a, b) => a[0] - b[0]).map(([h, n]) => [String(h), n])) },
-    messagesPerLookup: messages / Math.max(1, options.lookups),
+    disjoint,
+    successRate: hopsList.length / Math.max(1, pairs.length),
+    hops: { p50: pct(0.5), p95: pct(0.95), histogram: Object.fromEntries([...histogram].sort((x, y) => x[0] - y[0]).map(([h, n]) => [String(h), n])) },
+    messagesPerLookup: messages / Math.max(1, pairs.length),
     analyticSuccess: analytic,
-    wallMs: Math.round(lookupsDone - started),
-    phasesMs: { identities: Math.round(identitiesDone - started), join: Math.round(joinDone - identitiesDone), lookups: Math.round(lookupsDone - joinDone) },
+    wallMs: Math.round(performance.now() - started),
   };
 }
 

@@ -14,7 +14,14 @@ interface SimOptions {
   lookups: number;
   seed: number;
   timeout: number;
+  compare?: number[];
   json?: boolean;
+}
+
+function parseList(text: string): number[] {
+  const values = text.split(',').map((part) => Number(part.trim()));
+  if (values.some((v) => !Number.isSafeInteger(v) || v < 1)) throw new UsageError(`--compare expects a comma-separated list of path counts, e.g. 1,4; got "${text}"`);
+  return values;
 }
 
 function parseFraction(text: string): number {
@@ -35,6 +42,7 @@ export function registerSim(program: Command): void {
     .addOption(new Option('--lookups <n>', 'lookups to measure').default(1000).argParser(parsePositiveInt))
     .addOption(new Option('--seed <s>', 'random seed (same seed, same network)').default(1).argParser(parsePositiveInt))
     .addOption(new Option('--timeout <ms>', 'RPC timeout; dropped queries cost this much').default(300).argParser(parsePositiveInt))
+    .addOption(new Option('--compare <d,...>', 'also measure these path counts on the same network and lookups').argParser(parseList))
     .addOption(jsonOption())
     .action(async (opts: SimOptions) => {
       const bar = progressBar('sim');
@@ -47,15 +55,17 @@ export function registerSim(program: Command): void {
         lookups: opts.lookups,
         seed: opts.seed,
         requestTimeoutMs: opts.timeout,
+        ...(opts.compare === undefined ? {} : { compare: opts.compare }),
         onProgress: (phase, done, total) => bar.update(phase, done, total),
       });
       bar.stop();
-      printLine(
-        `${result.nodes} nodes, ${(result.malicious * 100).toFixed(1)}% adversarial, d = ${result.disjoint}, k = ${result.k}: ` +
-          `${(result.successRate * 100).toFixed(2)}% of ${result.lookups} lookups succeeded (analytic estimate ${(result.analyticSuccess * 100).toFixed(2)}%), ` +
-          `hops p50 ${result.hops.p50} p95 ${result.hops.p95}, ${result.messagesPerLookup.toFixed(1)} messages per lookup, ${(result.wallMs / 1000).toFixed(1)} s`,
-      );
-      printLine(`hop histogram: ${JSON.stringify(result.hops.histogram)}`);
+      printLine(`${result.nodes} nodes, ${(result.malicious * 100).toFixed(1)}% adversarial, k = ${result.k}, ${result.lookups} lookups; built in ${((result.phasesMs.identities + result.phasesMs.join) / 1000).toFixed(1)} s, whole run ${(result.wallMs / 1000).toFixed(1)} s`);
+      for (const round of [result, ...result.comparison]) {
+        printLine(
+          `  d = ${round.disjoint}: ${(round.successRate * 100).toFixed(2)}% succeeded (analytic estimate ${(round.analyticSuccess * 100).toFixed(2)}%), ` +
+            `hops p50 ${round.hops.p50} p95 ${round.hops.p95}, ${round.messagesPerLookup.toFixed(1)} messages per lookup, histogram ${JSON.stringify(round.hops.histogram)}`,
+        );
+      }
       if (opts.json === true) printJson(result);
     });
 }
