@@ -87,6 +87,17 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   if (!(options.malicious >= 0 && options.malicious < 1)) throw new RangeError('malicious must be a fraction in [0, 1)');
   if (options.nodes < 2) throw new RangeError('a simulation needs at least 2 nodes');
   const started = performance.now();
+  // In-memory links hold no OS handle, and request timers are unref'd: keep the loop alive while
+  // lookups wait on adversaries that never answer.
+  const keepAlive = setInterval(() => undefined, 1000);
+  try {
+    return await simulate(options, started);
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
+
+async function simulate(options: SimulationOptions, started: number): Promise<SimulationResult> {
   const random = prng(options.seed);
   const network = networkConfig({ c1: 0, c2: 0 });
   const net = new MemoryNetwork();

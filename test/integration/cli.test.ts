@@ -95,7 +95,7 @@ test('themis keygen writes a 0600 key that serve and id use; id refuses a world-
 });
 
 test('usage errors exit 2 and every command has --help', async () => {
-  for (const command of ['keygen', 'id', 'serve', 'ping']) {
+  for (const command of ['keygen', 'id', 'serve', 'ping', 'node', 'put', 'get', 'inspect', 'sim']) {
     const help = await themis(command, '--help');
     assert.equal(help.code, 0);
     assert.match(help.stdout, /Usage: themis/);
@@ -104,6 +104,8 @@ test('usage errors exit 2 and every command has --help', async () => {
   assert.equal((await themis('ping', 'tcp://127.0.0.1:1', '--count', 'zero')).code, 2);
   assert.equal((await themis('ping', 'tcp://127.0.0.1:1', '--static', 'nonsense')).code, 2);
   assert.equal((await themis('no-such-command')).code, 2);
+  assert.equal((await themis('sim', '--malicious', '1.5')).code, 2);
+  assert.equal((await themis('sim', '--compare', '0,x')).code, 2);
   const badAddress = await themis('ping', 'http://example');
   assert.equal(badAddress.code, 1);
   assert.match(badAddress.stderr, /expected tcp:\/\/HOST:PORT/);
