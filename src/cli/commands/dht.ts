@@ -71,10 +71,11 @@ export function registerDht(program: Command): void {
           process.stderr.write(`themis: starting without peers: ${err.message}\n`);
         });
       }
+      const stopped = waitForSignal(); // listen before announcing, so a prompt SIGTERM is not missed
       const addr = node.peer.addresses[0];
       if (opts.json === true) printJson({ id: node.id, addr, contacts: node.table.size });
       else printLine(`DHT node ${node.id} on ${addr} with ${node.table.size} contacts (Ctrl-C to stop)`);
-      await waitForSignal();
+      await stopped;
     } finally {
       await node.leave();
     }

@@ -36,10 +36,11 @@ export function registerServe(program: Command): void {
     peer.handleStream('echo', (stream) => {
       stream.pipe(stream);
     });
+    const stopped = waitForSignal(); // listen before announcing, so a prompt SIGTERM is not missed
     const addr = peer.addresses[0];
     if (opts.json === true) printJson({ id: peer.id, addr, addrs: peer.addresses, noiseStatic: formatNodeId(identity.noiseStatic.publicKey) });
     else printLine(`serving ${peer.id} on ${peer.addresses.join(', ')} (Ctrl-C to stop)`);
-    await waitForSignal();
+    await stopped;
     await peer.close();
   });
 }
