@@ -3,15 +3,9 @@ import { ThemisError } from '../core/errors.js';
 const EMPTY = Buffer.alloc(0);
 
 /**
- * A payload view keeps its whole transport plaintext (up to 64 KiB) alive. Keep the view when
- * it covers most of that memory; copy it out when it is a small part, so retained memory stays
- * within twice the bytes accounted for.
+ * Collects a request or response body from DATA payloads (FrameReader.detachedPayload), up to
+ * `limit` bytes (§4.3 maxMessageBytes).
  */
-export function detach(payload: Buffer): Buffer {
-  return payload.length * 2 >= payload.buffer.byteLength ? payload : Buffer.from(payload);
-}
-
-/** Collects a request or response body from DATA payloads, up to `limit` bytes (§4.3 maxMessageBytes). */
 export class BodyCollector {
   readonly #limit: number;
   /** Most bodies arrive in one frame: the first part needs no array. */
@@ -34,9 +28,8 @@ export class BodyCollector {
     if (this.#length + payload.length > this.#limit) {
       throw new ThemisError('ERR_CHANNEL_MESSAGE_TOO_LARGE', `a body exceeds maxMessageBytes (${this.#limit})`);
     }
-    const part = detach(payload);
-    if (this.#first === null) this.#first = part;
-    else (this.#more ??= []).push(part);
+    if (this.#first === null) this.#first = payload;
+    else (this.#more ??= []).push(payload);
     this.#length += payload.length;
   }
 

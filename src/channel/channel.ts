@@ -7,8 +7,9 @@ import { ThemisError } from '../core/errors.js';
 import { ChannelError, WireCode, goawayCodeFor, goawayError, refusedError } from './errors.js';
 import { FLAG_ACK, FLAG_FIN, FrameReader, FrameType, MAX_TEXT_BYTES, StreamKind, str8Bytes } from './frames.js';
 import { exposedMessage, isPromiseLike, type ChannelHandlers, type StreamHandler } from './handlers.js';
+import { ConnectionWindow } from './connection-window.js';
 import { IncomingRequest } from './incoming-request.js';
-import { CONNECTION_WINDOW, DEFAULT_SETTINGS, MAX_WINDOW, resolveLimits, type ChannelLimits, type Settings } from './limits.js';
+import { DEFAULT_SETTINGS, MAX_WINDOW, resolveLimits, type ChannelLimits, type Settings } from './limits.js';
 import { MuxStream } from './mux-stream.js';
 import { OutgoingRequest } from './outgoing-request.js';
 import { Outbox } from './outbox.js';
@@ -91,7 +92,7 @@ const noop = (): void => {};
  * Protocol 2, the secure multiplexed channel (docs/protocol.md §4), over any connected duplex:
  * request/response exchanges and byte streams in both directions, flow control, keep-alive,
  * idle timeout and GOAWAY. Frames queued in one event-loop turn leave in as few transport
- * messages as possible, with one socket write per turn.
+ * messages as possible; each sealed message is written at once.
  *
  * Emits `'close'` once, with the ThemisError that ended the channel or undefined for a clean close.
  *
@@ -126,12 +127,7 @@ export class Channel<R = unknown> extends EventEmitter {
   #peerSettingsSeen = false;
   /** The peer has answered the PING sent right after this side's SETTINGS, so it has seen them (§4.3). */
   #settingsSeenByPeer = false;
-  // §4.4 connection windows: what this side may send, what the peer may still send,
-  // bytes consumed since the last WINDOW, and received bytes not yet consumed.
-  #sendWindow = CONNECTION_WINDOW;
-  #recvCredit = CONNECTION_WINDOW;
-  #recvUnacked = 0;
-  #pending = 0;
+  readonly #window: ConnectionWindow;
   /** FIFO of streams with data to send, linked through StreamFlow.next. */
   #queueHead: StreamFlow | null = null;
   #queueTail: StreamFlow | null = null;
@@ -156,6 +152,7 @@ export class Channel<R = unknown> extends EventEmitter {
     this.#handlers = options.handlers;
     this.#logger = options.logger ?? SILENT;
     this.#parity = options.initiator ? 1 : 0;
+    this.#window = new ConnectionWindow(this.limits.maxPendingBytes);
     this.#nextId = options.initiator ? 1 : 2;
     const nonceLimit = options.nonceLimit ?? NONCE_LIMIT;
     this.#outbox = new Outbox(new TransportSealer(options.send, nonceLimit), options.socket);
@@ -197,7 +194,7 @@ export class Channel<R = unknown> extends EventEmitter {
   get stats(): ChannelStats {
     return {
       openStreams: this.#streams.size,
-      pendingBytes: this.#pending,
+      pendingBytes: this.#window.pending,
       bytesIn: this.#bytesIn,
       bytesOut: this.#outbox.bytes,
       messagesIn: this.#messagesIn,
@@ -317,7 +314,7 @@ export class Channel<R = unknown> extends EventEmitter {
       if (!this.#peerSettingsSeen && frame.type !== FrameType.SETTINGS) throw protocolError('the first frame must be SETTINGS (§4.3)');
       switch (frame.type) {
         case FrameType.DATA:
-          this.#onData(frame.streamId, (frame.flags & FLAG_FIN) !== 0, frame.payload());
+          this.#onData(frame, (frame.flags & FLAG_FIN) !== 0);
           break;
         case FrameType.OPEN:
           this.#onOpen(frame.streamId, frame.kind, frame.name, frame.timeoutMs);
@@ -342,23 +339,23 @@ export class Channel<R = unknown> extends EventEmitter {
     return true;
   }
 
-  #onData(id: number, fin: boolean, payload: Buffer): void {
-    const n = payload.length;
-    if (n > this.#recvCredit) throw flowError(`DATA of ${n} bytes on stream ${id} exceeds the connection window (${this.#recvCredit} bytes left)`);
-    this.#recvCredit -= n;
+  #onData(frame: FrameReader, fin: boolean): void {
+    const id = frame.streamId;
+    const n = frame.payloadLength;
+    this.#window.receive(n);
     const stream = this.#streams.get(id);
     if (stream === undefined) {
       this.#checkForgotten(id, 'DATA');
       // Data for a stream already gone is dropped, and its window returned.
-      this.#recvUnacked += n;
+      this.#window.consume(n);
       return this.#grantConnection();
     }
     const flow = stream.flow;
     if (flow.finReceived) throw protocolError(`DATA on stream ${id} after its FIN`);
     if (n > flow.recvAllowance) throw flowError(`DATA of ${n} bytes exceeds the window of stream ${id} (${flow.recvAllowance} bytes left)`);
     flow.recvAllowance -= n;
-    this.#pending += n;
-    stream.receive(payload, fin);
+    this.#window.pending += n;
+    stream.receive(frame.detachedPayload(), fin);
   }
 
   #onOpen(id: number, kind: number, name: string, timeoutMs: number): void {
@@ -392,8 +389,7 @@ export class Channel<R = unknown> extends EventEmitter {
 
   #onWindow(id: number, increment: number): void {
     if (id === 0) {
-      if (this.#sendWindow + increment > MAX_WINDOW) throw flowError('WINDOW makes the connection window exceed 2^31-1 (§4.4)');
-      this.#sendWindow += increment;
+      this.#window.grow(increment);
       if (this.#queueHead !== null) this.#scheduleFlush();
       return;
     }
@@ -477,7 +473,7 @@ export class Channel<R = unknown> extends EventEmitter {
   /** `n` received bytes were consumed: the window returns to the peer once half of it is used. */
   #consume(flow: StreamFlow, n: number): void {
     if (n === 0) return;
-    this.#recvUnacked += n;
+    this.#window.consume(n);
     this.#grantConnection();
     if (flow.finReceived || flow.closed) return;
     flow.recvUnacked += n;
@@ -490,22 +486,15 @@ export class Channel<R = unknown> extends EventEmitter {
 
   #release(n: number): void {
     if (n === 0) return;
-    this.#pending -= n;
+    this.#window.pending -= n;
     this.#grantConnection();
   }
 
-  /**
-   * Returns consumed bytes to the connection window once half of it is used — but only while
-   * what is held plus what the peer may still send stays within maxPendingBytes. A peer can
-   * then exceed that bound only by breaking flow control, which is a violation.
-   */
   #grantConnection(): void {
-    const unacked = this.#recvUnacked;
-    if (unacked < CONNECTION_WINDOW / 2 || this.#state === CLOSED) return;
-    if (this.#pending + this.#recvCredit + unacked > this.limits.maxPendingBytes) return;
-    this.#recvCredit += unacked;
-    this.#recvUnacked = 0;
-    this.#outbox.window(0, unacked);
+    if (this.#state === CLOSED) return;
+    const increment = this.#window.grant();
+    if (increment === 0) return;
+    this.#outbox.window(0, increment);
     this.#scheduleFlush();
   }
 
@@ -559,6 +548,7 @@ export class Channel<R = unknown> extends EventEmitter {
   #pump(): boolean {
     const outbox = this.#outbox;
     const socket = this.#socket;
+    const window = this.#window;
     let flow: StreamFlow | null;
     while ((flow = this.#queueHead) !== null) {
       const out = flow.out;
@@ -570,9 +560,9 @@ export class Channel<R = unknown> extends EventEmitter {
       let n = remaining;
       if (n > 0) {
         if (socket.writableLength >= SEND_BUDGET) return true;
-        n = Math.min(n, flow.sendWindow, this.#sendWindow, outbox.dataRoom());
+        n = Math.min(n, flow.sendWindow, window.send, outbox.dataRoom());
         if (n <= 0) {
-          if (this.#sendWindow <= 0) return false; // until the peer returns connection window
+          if (window.send <= 0) return false; // until the peer returns connection window
           this.#dequeue(flow); // until the peer returns this stream's window
           continue;
         }
@@ -581,7 +571,7 @@ export class Channel<R = unknown> extends EventEmitter {
       if (n > 0 || fin) outbox.data(flow.id, fin, out, flow.outOffset, flow.outOffset + n);
       flow.outOffset += n;
       flow.sendWindow -= n;
-      this.#sendWindow -= n;
+      window.send -= n;
       if (n === remaining) {
         this.#dequeue(flow);
         flow.out = null;

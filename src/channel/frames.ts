@@ -168,6 +168,8 @@ export class FrameReader {
   #pos = 0;
   #payloadStart = 0;
   #payloadEnd = 0;
+  #lastNameBytes: Buffer = EMPTY;
+  #lastName = '';
 
   /** Starts on a new plaintext, which §4.1 requires to hold at least one frame. */
   reset(plaintext: Buffer): void {
@@ -176,9 +178,28 @@ export class FrameReader {
     this.#pos = 0;
   }
 
+  get payloadLength(): number {
+    return this.#payloadEnd - this.#payloadStart;
+  }
+
   /** The payload of the current frame (a view, no copy). */
   payload(): Buffer {
     return this.#buf.subarray(this.#payloadStart, this.#payloadEnd);
+  }
+
+  /**
+   * The payload to keep beyond this plaintext. A view keeps the whole plaintext (up to 64 KiB)
+   * alive, so it is returned only when it covers at least half of it; a smaller payload is
+   * copied out, so retained memory stays within twice the bytes a receiver accounts for.
+   */
+  detachedPayload(): Buffer {
+    const start = this.#payloadStart;
+    const end = this.#payloadEnd;
+    const buf = this.#buf;
+    if ((end - start) * 2 >= buf.buffer.byteLength) return buf.subarray(start, end);
+    const copy = Buffer.allocUnsafe(end - start);
+    buf.copy(copy, 0, start, end);
+    return copy;
   }
 
   /** Advances to the next frame; false at the end of the plaintext. */
@@ -253,8 +274,23 @@ export class FrameReader {
     const timeoutMs = buf.readUInt32BE(start + 2 + nameLength);
     if (kind === StreamKind.STREAM && timeoutMs !== 0) throw frameError(`OPEN of a stream (kind 2) carries timeoutMs ${timeoutMs}; it must be 0`);
     this.kind = kind;
-    this.name = decodeText(buf, start + 2, start + 2 + nameLength, 'OPEN name');
+    this.name = this.#decodeName(buf, start + 2, start + 2 + nameLength);
     this.timeoutMs = timeoutMs;
+  }
+
+  /** Peers open most streams under a few names: the last one is kept, decoded, for reuse. */
+  #decodeName(buf: Buffer, start: number, end: number): string {
+    const last = this.#lastNameBytes;
+    const length = end - start;
+    if (last.length === length) {
+      let i = 0;
+      while (i < length && buf[start + i] === last[i]) i++;
+      if (i === length) return this.#lastName;
+    }
+    const name = decodeText(buf, start, end, 'OPEN name');
+    this.#lastNameBytes = Buffer.from(buf.subarray(start, end));
+    this.#lastName = name;
+    return name;
   }
 
   #decodeSettings(buf: Buffer, start: number): void {

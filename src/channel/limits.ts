@@ -33,7 +33,9 @@ export interface ChannelLimits extends Settings {
   /**
    * Bytes received on streams and not yet consumed (unread stream data, request and response
    * bodies still arriving), across all streams. The channel grants connection window only while
-   * this bound holds, so a peer can exceed it only by breaking flow control (§4.4). Default 16 MiB.
+   * this bound holds, so a peer can exceed it only by breaking flow control (§4.4). It also caps
+   * the replies (PING ACK, RESET, WINDOW) queued for a peer that does not read: past it the
+   * channel closes with ERR_CHANNEL_PENDING_LIMIT. Default 16 MiB.
    */
   readonly maxPendingBytes: number;
   /** §4.7: PING after this long without receiving anything. Default 15 s. */

@@ -1,6 +1,5 @@
 import { Duplex } from 'node:stream';
 import type { ThemisError } from '../core/errors.js';
-import { detach } from './body.js';
 import { ChannelError, WireCode, resetError } from './errors.js';
 import { StreamFlow, type ChannelStream, type StreamHost } from './stream-flow.js';
 
@@ -23,6 +22,7 @@ export class MuxStream extends Duplex implements ChannelStream {
   readonly id: number;
   /** The name the stream was opened under. */
   readonly name: string;
+  /** @internal The channel's view of this stream (windows, send state). */
   readonly flow: StreamFlow;
   readonly #host: StreamHost;
   /** Received bytes the reader has not asked for yet. */
@@ -72,13 +72,13 @@ export class MuxStream extends Duplex implements ChannelStream {
     callback(err);
   }
 
+  /** @internal */
   receive(payload: Buffer, fin: boolean): void {
     if (payload.length > 0) {
-      const bytes = detach(payload);
-      if (this.#wantsData && this.#inbox.length === 0) this.#deliver(bytes);
+      if (this.#wantsData && this.#inbox.length === 0) this.#deliver(payload);
       else {
-        this.#inbox.push(bytes);
-        this.#inboxBytes += bytes.length;
+        this.#inbox.push(payload);
+        this.#inboxBytes += payload.length;
       }
     }
     if (!fin) return;
@@ -87,10 +87,12 @@ export class MuxStream extends Duplex implements ChannelStream {
     if (this.flow.finSent) this.#host.finish(this.flow);
   }
 
+  /** @internal */
   receiveReset(code: number, message: string): void {
     this.destroy(code === WireCode.CANCELLED ? undefined : resetError(code, message));
   }
 
+  /** @internal */
   sent(): void {
     const callback = this.#writeCallback;
     this.#writeCallback = null;
@@ -98,6 +100,7 @@ export class MuxStream extends Duplex implements ChannelStream {
     callback?.();
   }
 
+  /** @internal */
   abort(err: ThemisError): void {
     this.destroy(err);
   }

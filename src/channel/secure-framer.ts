@@ -67,8 +67,9 @@ export class TransportOpener {
   readonly #cipher: MessageCipher;
   readonly #nonceLimit: number;
   readonly #sink: PlaintextSink;
-  /** The ciphertext being assembled across chunks. */
-  readonly #partial = Buffer.allocUnsafe(MAX_TRANSPORT_MESSAGE);
+  /** The ciphertext being assembled across chunks; allocated the first time a message spans two
+   * chunks (many connections never need it), then reused. */
+  #partialBuffer: Buffer | null = null;
   /** Its length, or 0 when no message is being assembled. */
   #expected = 0;
   #have = 0;
@@ -99,11 +100,11 @@ export class TransportOpener {
     }
     if (this.#expected > 0) {
       const take = Math.min(this.#expected - this.#have, end - at);
-      chunk.copy(this.#partial, this.#have, at, at + take);
+      chunk.copy(this.#partial(), this.#have, at, at + take);
       this.#have += take;
       at += take;
       if (this.#have < this.#expected) return;
-      const ciphertext = this.#partial.subarray(0, this.#expected);
+      const ciphertext = this.#partial().subarray(0, this.#expected);
       this.#expected = 0;
       if (!this.#open(ciphertext)) return;
     }
@@ -115,7 +116,7 @@ export class TransportOpener {
       const length = this.#checkLength(chunk.readUInt16BE(at));
       at += 2;
       if (end - at < length) {
-        chunk.copy(this.#partial, 0, at, end);
+        chunk.copy(this.#partial(), 0, at, end);
         this.#expected = length;
         this.#have = end - at;
         return;
@@ -123,6 +124,11 @@ export class TransportOpener {
       if (!this.#open(chunk.subarray(at, at + length))) return;
       at += length;
     }
+  }
+
+  #partial(): Buffer {
+    this.#partialBuffer ??= Buffer.allocUnsafe(MAX_TRANSPORT_MESSAGE);
+    return this.#partialBuffer;
   }
 
   #checkLength(length: number): number {

@@ -36,7 +36,7 @@ export class StreamFlow {
 /** What the channel calls on a stream of any kind. */
 export interface ChannelStream {
   readonly flow: StreamFlow;
-  /** DATA from the peer, already checked against the windows and counted as pending. */
+  /** DATA from the peer (detached from its plaintext), already checked against the windows and counted as pending. */
   receive(payload: Buffer, fin: boolean): void;
   /** RESET from the peer; the channel has already forgotten the stream. */
   receiveReset(code: number, message: string): void;
