@@ -58,7 +58,32 @@ export type ErrorCode =
   | 'ERR_TRANSPORT_ADDRESS'
   | 'ERR_TRANSPORT_CONNECT'
   | 'ERR_TRANSPORT_LIMIT'
-  | 'ERR_TRANSPORT_CLOSED';
+  | 'ERR_TRANSPORT_CLOSED'
+  // mesh: trust-domain policy and endorsements
+  | 'ERR_MESH_POLICY_INVALID'
+  | 'ERR_MESH_POLICY_OWNER'
+  | 'ERR_MESH_POLICY_ROLLBACK'
+  | 'ERR_MESH_NO_POLICY'
+  | 'ERR_MESH_ENDORSEMENT_INVALID'
+  | 'ERR_MESH_ENDORSEMENT_EXPIRED'
+  // mesh: the callee's decision on a remote peer and its calls (issue 4)
+  | 'ERR_MESH_UNENDORSED'
+  | 'ERR_MESH_WRONG_DOMAIN'
+  | 'ERR_MESH_UNTRUSTED_HOST'
+  | 'ERR_MESH_REVOKED'
+  | 'ERR_MESH_WRONG_INSTANCE'
+  | 'ERR_MESH_UNKNOWN_SERVICE'
+  | 'ERR_MESH_DIGEST_NOT_ALLOWED'
+  | 'ERR_MESH_FORBIDDEN'
+  // mesh: principal tokens, rotation and revocation
+  | 'ERR_MESH_TOKEN_INVALID'
+  | 'ERR_MESH_TOKEN_EXPIRED'
+  | 'ERR_MESH_TOKEN_AUDIENCE'
+  | 'ERR_MESH_TOKEN_REPLAYED'
+  | 'ERR_MESH_REPLAY_CACHE_FULL'
+  | 'ERR_MESH_ROTATION_INVALID'
+  | 'ERR_MESH_REVOCATION_INVALID'
+  | 'ERR_MESH_REVOCATION_UNAUTHORIZED';
 
 export class ThemisError extends Error {
   readonly code: ErrorCode;

@@ -1,4 +1,4 @@
-import { randomBytes, type KeyObject } from 'node:crypto';
+import { randomBytes, sign, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
 import { ThemisError } from '../core/errors.js';
 import { generateKeyPair, keyPairFromRaw, rawPrivateKey, signTagged, type OkpKeyPair } from './keys.js';
@@ -7,6 +7,9 @@ import { formatNodeId, meetsDynamicPuzzle, meetsStaticPuzzle, nodeIdFromPublicKe
 
 /** Tag of the signature that binds a Noise static key to an identity key (docs/protocol.md §2.3). */
 export const NOISE_STATIC_TAG = 'themis/noise-static/v1';
+
+/** RFC 7515 §7.1: the part of a compact JWS that is signed. */
+const JWS_SIGNING_INPUT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 export interface IdentitySecrets {
   /** 32-byte Ed25519 seed. */
@@ -78,6 +81,21 @@ export class Identity {
   /** Domain-separated signature (docs/protocol.md §2.3). */
   sign(tag: string, body: Uint8Array): Buffer {
     return signTagged(this.#signingKey, tag, body);
+  }
+
+  /**
+   * Ed25519 signature over a JWS signing input, `BASE64URL(header) '.' BASE64URL(payload)`
+   * (RFC 7515 §5.1), so JWTs can be signed without the key leaving this object. Such input has
+   * no NUL byte, so it never equals a tagged message `tag ‖ 0x00 ‖ body` (docs/protocol.md §2.3):
+   * the two kinds of signature stay apart.
+   *
+   * @example
+   * const input = `${Buffer.from('{"alg":"EdDSA"}').toString('base64url')}.${Buffer.from('{}').toString('base64url')}`;
+   * const jws = `${input}.${identity.signJwsInput(input).toString('base64url')}`;
+   */
+  signJwsInput(signingInput: string): Buffer {
+    if (!JWS_SIGNING_INPUT.test(signingInput)) throw new TypeError('expected a JWS signing input: base64url header, ".", base64url payload');
+    return sign(null, Buffer.from(signingInput, 'ascii'), this.#signingKey);
   }
 
   /** The raw secrets, for writing a key file. Handle with care. */

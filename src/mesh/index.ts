@@ -1,0 +1,48 @@
+/** The mesh layer: trust domains (owner-signed policy, host endorsements, the callee's decision). */
+export {
+  ANY,
+  DEFAULT_REFRESH_SECONDS,
+  POLICY_LIMITS,
+  POLICY_TTL,
+  decodePolicy,
+  encodePolicy,
+  isName,
+  openPolicyRecord,
+  parsePolicyYaml,
+  policyToYaml,
+  signPolicy,
+  type OpenedPolicy,
+  type Policy,
+  type PolicyHost,
+  type PolicyRule,
+  type PolicyService,
+} from './policy.js';
+export {
+  DEFAULT_ENDORSEMENT_TTL,
+  ENDORSEMENT_CLOCK_SKEW,
+  ENDORSEMENT_TAG,
+  MAX_ENDORSEMENT_TTL,
+  checkEndorsementTime,
+  endorse,
+  endorsementCredential,
+  openEndorsement,
+  verifyEndorsement,
+  type Endorsement,
+  type EndorsementInit,
+} from './endorsement.js';
+export { PolicyAuthority, type IdentifiedCaller, type PolicyAuthorityInit, type RemoteIdentity } from './authorize.js';
+export {
+  DEFAULT_TOKEN_TTL_SECONDS,
+  MAX_TOKEN_TTL_SECONDS,
+  PRINCIPAL_TOKEN_TYPE,
+  ReplayCache,
+  issuePrincipalToken,
+  reissueForAudience,
+  verifyPrincipalToken,
+  type IssueInit,
+  type VerifiedPrincipal,
+  type VerifyInit,
+} from './tokens.js';
+export { MAX_ROTATION_CHAIN, ROTATION_TAG, encodeRotationChain, rotationStatement, verifyRotationChain } from './rotation.js';
+export { RevocationList, RevocationReason, createRevocation, openRevocation, type Revocation, type RevocationEntry } from './revocation.js';
+export { CircuitBreaker, EwmaLatency, RetryBudget, backoff, pickPowerOfTwo, type Candidate, type CircuitState } from './balancer.js';
