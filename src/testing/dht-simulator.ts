@@ -113,7 +113,7 @@ async function simulate(options: SimulationOptions, started: number): Promise<Si
       network,
       maintenance: false,
       dialer: (peer, address, opts) => net.dial(peer, address, opts),
-      dht: { k: options.k, alpha: options.alpha, disjoint: options.disjoint, requestTimeoutMs: timeout, maxOutbound: 64 },
+      dht: { k: options.k, alpha: options.alpha, disjoint: options.disjoint, requestTimeoutMs: timeout, maxOutbound: 16 },
       limits: { maxConnections: 1 << 20, maxConnectionsPerIp: 1 << 20, maxPendingHandshakes: 1 << 20 },
     });
     net.attach(node.peer);
