@@ -520,7 +520,7 @@ export class Channel<R = unknown> extends EventEmitter {
   #scheduleFlush(): void {
     if (this.#flushScheduled || this.#state === CLOSED) return;
     this.#flushScheduled = true;
-    setImmediate(this.#flushNow);
+    queueMicrotask(this.#flushNow);
   }
 
   /** Once per turn: frame what the windows allow and send the last partial transport message. */
