@@ -21,6 +21,8 @@ export interface LookupInit {
   readonly query: (contact: Contact) => Promise<QueryAnswer>;
   /** Value lookups: stop every path once the records collected so far suffice. */
   readonly enough?: (records: readonly DhtRecord[]) => boolean;
+  /** Node lookups for one node: stop every path once some node returned its signed contact. */
+  readonly stopAtTarget?: boolean;
   /** Upper bound on queries of the whole lookup, against adversaries feeding endless contacts. */
   readonly maxQueries?: number;
 }
@@ -122,6 +124,7 @@ export async function lookup(init: LookupInit): Promise<LookupResult> {
           if (contact.nodeId.equals(init.target)) {
             target ??= contact;
             noteHop(from.hop);
+            if (init.stopAtTarget === true) stopped = true;
           }
           if (claim(contact)) shortlist.push({ contact, hop: from.hop + 1, state: 'new' });
         }

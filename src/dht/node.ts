@@ -77,6 +77,8 @@ export interface NodeInspection {
 /** Per-lookup overrides of the node's options. */
 export interface LookupOverrides {
   readonly disjoint?: number;
+  /** Looking for one node, not the k closest: stop as soon as its contact is found. */
+  readonly stopAtTarget?: boolean;
 }
 
 export interface StoreResult {
@@ -211,7 +213,15 @@ export class DhtNode extends EventEmitter {
 
   private lookupParameters(key: Buffer, options: LookupOverrides): Omit<LookupInit, 'query'> {
     const disjoint = options.disjoint ?? this.options.disjoint;
-    return { target: key, seeds: this.seeds(key, disjoint), self: this.nodeId, k: this.options.k, alpha: this.options.alpha, disjoint };
+    return {
+      target: key,
+      seeds: this.seeds(key, disjoint),
+      self: this.nodeId,
+      k: this.options.k,
+      alpha: this.options.alpha,
+      disjoint,
+      ...(options.stopAtTarget === undefined ? {} : { stopAtTarget: options.stopAtTarget }),
+    };
   }
 
   /** All verified live records under `key` found in the network (and held locally). */

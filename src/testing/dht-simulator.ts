@@ -183,7 +183,7 @@ async function measureRound(
   let messages = 0;
   let done = 0;
   await pool(pairs, concurrency, async ({ from, to }) => {
-    const result = await from.findNode(to.nodeId, { disjoint });
+    const result = await from.findNode(to.nodeId, { disjoint, stopAtTarget: true });
     messages += result.queries;
     if (result.target !== null) {
       const hops = result.hops ?? 0;
