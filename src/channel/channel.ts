@@ -122,6 +122,13 @@ export class Channel<R = unknown> extends EventEmitter {
   #refuseAbove = U32_MAX;
   #localOpen = 0;
   #peerOpen = 0;
+  /** True once the peer's first transport message (its SETTINGS) was authenticated: the peer holds
+   * the session keys, which a replayed IK message 1 alone does not prove (docs/protocol.md §7).
+   * The 'authenticated' event fires at that moment. */
+  get authenticated(): boolean {
+    return this.#peerSettingsSeen;
+  }
+
   /** The peer's SETTINGS, or the defaults until it arrives (§4.3). */
   #peer: Settings = DEFAULT_SETTINGS;
   #peerSettingsSeen = false;
@@ -429,6 +436,7 @@ export class Channel<R = unknown> extends EventEmitter {
     if (this.#peerSettingsSeen) throw protocolError('SETTINGS arrived twice; it is sent once, as the first frame (§4.3)');
     this.#peerSettingsSeen = true;
     this.#peer = settings;
+    this.emit('authenticated');
     // §4.3: streams opened on the default window gain what the peer announced above it.
     const growth = settings.initialWindow - DEFAULT_SETTINGS.initialWindow;
     if (growth <= 0) return;
@@ -729,6 +737,9 @@ export interface Channel<R = unknown> {
   on(event: 'close', listener: (error: ThemisError | undefined) => void): this;
   once(event: 'close', listener: (error: ThemisError | undefined) => void): this;
   off(event: 'close', listener: (error: ThemisError | undefined) => void): this;
+  on(event: 'authenticated', listener: () => void): this;
+  once(event: 'authenticated', listener: () => void): this;
+  off(event: 'authenticated', listener: () => void): this;
 }
 
 function protocolError(message: string): ThemisError {

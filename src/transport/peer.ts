@@ -266,6 +266,9 @@ export class Peer extends EventEmitter {
         this.connections.delete(conn);
         if (err !== undefined) this.logger.debug({ peer: remote.id, code: err.code }, err.message);
       });
+      // docs/protocol.md §7: an IK message 1 can be replayed; the initiator is really there only
+      // once its first transport message authenticates.
+      if (!initiator && result.pattern === 'IK') await authenticated(conn, this.limits.handshakeTimeoutMs);
       this.logger.debug({ peer: remote.id, pattern: result.pattern, initiator }, 'handshake complete');
       this.emit('connection', conn);
       return conn;
@@ -292,6 +295,27 @@ export class Peer extends EventEmitter {
   private assertOpen(): void {
     if (this.closing) throw new ThemisError('ERR_TRANSPORT_CLOSED', 'this peer is closed; create a new one');
   }
+}
+
+function authenticated(conn: Connection, timeoutMs: number): Promise<void> {
+  if (conn.authenticated) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      conn.off('authenticated', onReady);
+      conn.off('close', onClose);
+      if (err === undefined) resolve();
+      else {
+        conn.destroy(err);
+        reject(err);
+      }
+    };
+    const onReady = (): void => done();
+    const onClose = (): void => done(new ThemisError('ERR_HANDSHAKE_CLOSED', 'the peer closed the connection before its first transport message'));
+    const timer = setTimeout(() => done(new ThemisError('ERR_HANDSHAKE_TIMEOUT', `no authenticated transport message within ${timeoutMs} ms after an IK handshake`)), timeoutMs);
+    conn.once('authenticated', onReady);
+    conn.once('close', onClose);
+  });
 }
 
 function checkName(name: string): string {

@@ -99,3 +99,44 @@ test('a man in the middle that answers with its own static key and the victim’
   // Without an expected id the forged proof is refused all the same: the binding signature is over the server's static key.
   await assert.rejects(client.dial(address), (e) => isThemisError(e, 'ERR_HANDSHAKE_PROOF'));
 });
+
+test('a replayed IK message 1 completes no connection: the server waits for an authenticated transport message', async (t) => {
+  const net = await startTestPeers(2, { limits: { handshakeTimeoutMs: 300 } });
+  t.after(() => net.close());
+  const [server, client] = net.peers as [Peer, Peer];
+  let announced = 0;
+  server.on('connection', () => announced++);
+  // A recording relay between the client and the server captures the client's IK message 1.
+  let recorded = Buffer.alloc(0);
+  const relayed: Socket[] = [];
+  const { server: relay, address } = await listenTcp('tcp://127.0.0.1:0', (inbound) => {
+    const upstream = connect(parseTcpAddress(server.addresses[0]!));
+    relayed.push(inbound, upstream);
+    inbound.once('data', (first: Buffer) => {
+      recorded = Buffer.from(first);
+      upstream.write(first);
+      inbound.pipe(upstream);
+    });
+    upstream.pipe(inbound);
+    inbound.on('error', () => upstream.destroy());
+    upstream.on('error', () => inbound.destroy());
+  });
+  t.after(() => {
+    for (const socket of relayed) socket.destroy();
+    return new Promise<void>((resolve) => relay.close(() => resolve()));
+  });
+  const genuine = await client.dial(address, { expect: server.id, remoteStatic: server.identity.noiseStatic.publicKey });
+  assert.equal(genuine.remote.pattern, 'IK');
+  await genuine.request('echo', Buffer.from('x')).catch(() => undefined);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(announced, 1);
+  assert.ok(recorded.length >= 98, 'message 1 was recorded');
+  // The attacker replays it: the server answers message 2 but no connection is announced, and
+  // the socket is closed when no authenticated transport message follows.
+  const replay = await rawSocket(server.addresses[0]!);
+  replay.on('error', () => {});
+  replay.resume(); // read (and drop) message 2, so the socket can see the server's close
+  replay.write(recorded.subarray(0, 2 + recorded.readUInt16BE(0)));
+  await closed(replay);
+  assert.equal(announced, 1, 'the replay was never announced as a connection');
+});
