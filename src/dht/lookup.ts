@@ -109,7 +109,8 @@ export async function lookup(init: LookupInit): Promise<LookupResult> {
             });
           }
         }
-        if (pending === 0) resolve();
+        // A stopped lookup does not wait for queries still in flight (an adversary may never answer).
+        if (pending === 0 || stopped) resolve();
       };
       const onAnswer = (from: Candidate, answer: QueryAnswer): void => {
         from.state = 'done';

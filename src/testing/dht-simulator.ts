@@ -16,7 +16,8 @@ export interface SimulationOptions {
   readonly alpha: number;
   readonly lookups: number;
   readonly seed: number;
-  /** RPC timeout; adversaries that drop queries cost this much per query. Default 300 ms. */
+  /** RPC timeout; adversaries that drop queries cost this much per query. Default 2 s: long
+   *  enough that an honest node slowed by a saturated CPU is not taken for a dropping one. */
   readonly requestTimeoutMs?: number;
   /** Lookups (and joins) in flight at once. Default 64. */
   readonly concurrency?: number;
@@ -101,7 +102,7 @@ async function simulate(options: SimulationOptions, started: number): Promise<Si
   const random = prng(options.seed);
   const network = networkConfig({ c1: 0, c2: 0 });
   const net = new MemoryNetwork();
-  const timeout = options.requestTimeoutMs ?? 300;
+  const timeout = options.requestTimeoutMs ?? 2000;
   const concurrency = options.concurrency ?? 64;
   const progress = options.onProgress ?? (() => undefined);
 

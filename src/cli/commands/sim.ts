@@ -41,7 +41,7 @@ export function registerSim(program: Command): void {
     .addOption(new Option('--alpha <a>', 'parallel queries per path').default(3).argParser(parsePositiveInt))
     .addOption(new Option('--lookups <n>', 'lookups to measure').default(1000).argParser(parsePositiveInt))
     .addOption(new Option('--seed <s>', 'random seed (same seed, same network)').default(1).argParser(parsePositiveInt))
-    .addOption(new Option('--timeout <ms>', 'RPC timeout; dropped queries cost this much').default(300).argParser(parsePositiveInt))
+    .addOption(new Option('--timeout <ms>', 'RPC timeout; dropped queries cost this much').default(2000).argParser(parsePositiveInt))
     .addOption(new Option('--compare <d,...>', 'also measure these path counts on the same network and lookups').argParser(parseList))
     .addOption(jsonOption())
     .action(async (opts: SimOptions) => {
