@@ -19,7 +19,7 @@ export interface SimulationOptions {
   /** RPC timeout; adversaries that drop queries cost this much per query. Default 2 s: long
    *  enough that an honest node slowed by a saturated CPU is not taken for a dropping one. */
   readonly requestTimeoutMs?: number;
-  /** Lookups (and joins) in flight at once. Default 64. */
+  /** Lookups (and joins) in flight at once. Default 16: more only queues work on a saturated CPU and turns honest slowness into timeouts. */
   readonly concurrency?: number;
   /** Also measure these path counts on the same network (the same lookups), for comparison. */
   readonly compare?: readonly number[];
@@ -103,7 +103,7 @@ async function simulate(options: SimulationOptions, started: number): Promise<Si
   const network = networkConfig({ c1: 0, c2: 0 });
   const net = new MemoryNetwork();
   const timeout = options.requestTimeoutMs ?? 2000;
-  const concurrency = options.concurrency ?? 64;
+  const concurrency = options.concurrency ?? 16;
   const progress = options.onProgress ?? (() => undefined);
 
   const nodes: DhtNode[] = [];
