@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { ThemisError, isThemisError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { Channel, type ChannelLimits, type RequestHandler, type StreamHandler } from '../channel/index.js';
-import { createInitiator, createResponder, type Credential, type HandshakePattern, type VerifiedPeer } from '../handshake/index.js';
+import { createInitiator, createResponder, type Credential, type HandshakeOptions, type HandshakePattern, type VerifiedPeer } from '../handshake/index.js';
 import { Identity, networkConfig, parseNodeId, type NetworkConfig } from '../identity/index.js';
 import { runHandshake } from './handshake-io.js';
 import { dialTcp, listenTcp } from './tcp.js';
@@ -177,11 +177,7 @@ export class Peer extends EventEmitter {
   ): Promise<Connection> {
     this.assertOpen();
     const machine = createInitiator({
-      identity: this.identity,
-      network: this.network,
-      addresses: this.boundAddresses,
-      client: this.init.client === true,
-      credentials: this.init.credentials ?? [],
+      ...this.handshakeOptions(),
       ...(options.expect === undefined ? {} : { expect: options.expect }),
       ...(options.remoteStatic === undefined ? {} : { remoteStatic: options.remoteStatic }),
     });
@@ -190,14 +186,18 @@ export class Peer extends EventEmitter {
 
   /** Runs the responder side over an accepted duplex (in-memory transports, tests). */
   acceptOver(socket: Duplex, address: string): Promise<Connection> {
-    const machine = createResponder({
+    return this.establish(socket, address, createResponder(this.handshakeOptions()), false, undefined);
+  }
+
+  /** What this peer proves about itself in every handshake (docs/protocol.md §3.4). */
+  private handshakeOptions(): HandshakeOptions {
+    return {
       identity: this.identity,
       network: this.network,
       addresses: this.boundAddresses,
       client: this.init.client === true,
       credentials: this.init.credentials ?? [],
-    });
-    return this.establish(socket, address, machine, false, undefined);
+    };
   }
 
   /** Stops listening, closes every connection with GOAWAY and waits for in-flight streams. */
