@@ -83,7 +83,13 @@ export type ErrorCode =
   | 'ERR_MESH_REPLAY_CACHE_FULL'
   | 'ERR_MESH_ROTATION_INVALID'
   | 'ERR_MESH_REVOCATION_INVALID'
-  | 'ERR_MESH_REVOCATION_UNAUTHORIZED';
+  | 'ERR_MESH_REVOCATION_UNAUTHORIZED'
+  // mesh: calls (provide / discover / call)
+  | 'ERR_MESH_DEADLINE'
+  | 'ERR_MESH_NO_INSTANCES'
+  | 'ERR_MESH_CALL_FAILED'
+  | 'ERR_MESH_CALL_INVALID'
+  | 'ERR_MESH_CLOSED';
 
 export class ThemisError extends Error {
   readonly code: ErrorCode;

@@ -46,3 +46,24 @@ export {
 export { MAX_ROTATION_CHAIN, ROTATION_TAG, encodeRotationChain, rotationStatement, verifyRotationChain } from './rotation.js';
 export { RevocationList, RevocationReason, createRevocation, openRevocation, type Revocation, type RevocationEntry } from './revocation.js';
 export { CircuitBreaker, EwmaLatency, RetryBudget, backoff, pickPowerOfTwo, type Candidate, type CircuitState } from './balancer.js';
+export {
+  Mesh,
+  createMesh,
+  methodName,
+  type CallContext,
+  type CallOptions,
+  type Instance,
+  type MeshInit,
+  type MethodHandler,
+} from './mesh.js';
+export {
+  CALL_VERSION,
+  PayloadCodec,
+  childTraceparent,
+  decodeCallRequest,
+  decodeCallResponse,
+  encodeCallRequest,
+  encodeCallResponse,
+  newTraceparent,
+  type CallRequest,
+} from './call-codec.js';

@@ -1,0 +1,441 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ThemisError, isThemisError, type ErrorCode } from '../core/errors.js';
+import type { RequestContext } from '../channel/index.js';
+import {
+  RecordType,
+  createContactRecord,
+  createDhtNode,
+  createRecord,
+  decodeProviderValue,
+  encodeProviderValue,
+  policyKey,
+  providerKey,
+  verifyContactRecord,
+  type DhtNode,
+  type DhtOptions,
+} from '../dht/index.js';
+import type { Credential } from '../handshake/index.js';
+import type { Identity, NetworkConfig } from '../identity/index.js';
+import type { Connection } from '../transport/index.js';
+import { CircuitBreaker, EwmaLatency, RetryBudget, backoff, pickPowerOfTwo } from './balancer.js';
+import { PolicyAuthority } from './authorize.js';
+import { childTraceparent, decodeCallRequest, decodeCallResponse, decodePayload, encodeCallRequest, encodeCallResponse } from './call-codec.js';
+import { DEFAULT_REFRESH_SECONDS, isName, openPolicyRecord } from './policy.js';
+
+export interface MeshInit {
+  readonly identity?: Identity;
+  readonly network?: Partial<NetworkConfig>;
+  /** Listen addresses, e.g. `tcp://127.0.0.1:0`. An instance that provides a service must listen. */
+  readonly listen?: string | readonly string[];
+  /** DHT bootstrap addresses (`tcp://host:port` or `ID@tcp://host:port`); none: this is the first node. */
+  readonly bootstrap: readonly string[];
+  /** Join the DHT as a client (function instances): kept out of routing tables, stores nothing. */
+  readonly client?: boolean;
+  /** Credentials carried in the identity proof, e.g. the host endorsement credential. */
+  readonly credentials?: readonly Credential[];
+  /** Trust-domain mode: only the owner's policy decides who may call what. Absent: open mode. */
+  readonly trust?: { readonly owner: Uint8Array };
+  readonly dht?: Partial<DhtOptions>;
+  /** DHT maintenance timers (republish, refresh…). Default true. */
+  readonly maintenance?: boolean;
+  /** Lifetime of provider records; republished at half of it. Default 10 min. */
+  readonly providerTtlMs?: number;
+  /** How long a discovered instance list is reused by call(). Default 3 s. */
+  readonly discoveryCacheMs?: number;
+}
+
+/** A verified live instance of a service. */
+export interface Instance {
+  /** NodeId, base32. */
+  readonly id: string;
+  readonly nodeId: Buffer;
+  readonly addresses: readonly string[];
+  readonly noiseStatic: Buffer;
+}
+
+export interface CallContext {
+  /** The verified caller: its NodeId, and in trust-domain mode the service it is endorsed for. */
+  readonly caller: { readonly id: string; readonly service?: string };
+  /** The end-user principal token the caller passed on, if any (verify it with verifyPrincipalToken). */
+  readonly principal?: string;
+  /** W3C traceparent of this call. */
+  readonly traceparent: string;
+  /** Aborted when the caller cancels, the deadline passes, or the channel closes. */
+  readonly signal: AbortSignal;
+}
+
+export type MethodHandler = (payload: unknown, ctx: CallContext) => unknown | Promise<unknown>;
+
+export interface CallOptions {
+  /** The whole call, retries included, must end within this. Default 10 s. */
+  readonly deadlineMs?: number;
+  /** Retries on other instances at most (each also needs the retry budget). Default 2. */
+  readonly retries?: number;
+  /** An end-user principal token to pass on. */
+  readonly token?: string;
+  /** The caller's traceparent; the call continues its trace. A new trace when absent. */
+  readonly traceparent?: string;
+  readonly signal?: AbortSignal;
+}
+
+const DEFAULT_PROVIDER_TTL = 10 * 60_000;
+const DEFAULT_DISCOVERY_CACHE_MS = 3_000;
+const DEFAULT_DEADLINE_MS = 10_000;
+const DEFAULT_RETRIES = 2;
+const BACKOFF = { baseMs: 10, maxMs: 200 };
+/** How a callee's exposed refusal reads (ERR_CHANNEL_HANDLER carries the message verbatim). */
+const MESH_CODE = /^(ERR_MESH_[A-Z_]+): ([\s\S]*)$/;
+
+/** Balancer state of one instance, kept while it is discovered. */
+interface Tracked {
+  instance: Instance;
+  readonly latency: EwmaLatency;
+  readonly breaker: CircuitBreaker;
+  inFlight: number;
+}
+
+/** The request name a method is served under. */
+export function methodName(service: string, method: string): string {
+  return `mesh/${service}/${method}`;
+}
+
+/**
+ * The mesh actions over a DHT node: provide a service, discover its instances, call its methods.
+ * In trust-domain mode every incoming call passes the owner policy (identify, then authorize).
+ *
+ * @example
+ * const mesh = await createMesh({ listen: 'tcp://127.0.0.1:0', bootstrap: ['tcp://10.0.0.1:4000'] });
+ * await mesh.provide('users', { get: ({ id }) => ({ id, name: 'Ada' }) });
+ * const user = await other.call('users', 'get', { id: 1 }, { deadlineMs: 2_000 });
+ */
+export class Mesh {
+  readonly node: DhtNode;
+  /** Null in open mode. */
+  readonly authority: PolicyAuthority | null;
+  readonly #init: MeshInit;
+  readonly #provided = new Map<string, { timer: NodeJS.Timeout }>();
+  readonly #discovered = new Map<string, { at: number; instances: Promise<Instance[]> }>();
+  readonly #tracked = new Map<string, Tracked>();
+  readonly #dials = new Map<string, Promise<Connection>>();
+  readonly #budget = new RetryBudget();
+  readonly #closing = new AbortController();
+  #policyTimer: NodeJS.Timeout | null = null;
+
+  constructor(node: DhtNode, init: MeshInit) {
+    this.node = node;
+    this.#init = init;
+    this.authority = init.trust === undefined ? null : new PolicyAuthority(init.trust.owner);
+  }
+
+  get id(): string {
+    return this.node.id;
+  }
+
+  get addresses(): readonly string[] {
+    return this.node.peer.addresses;
+  }
+
+  /** Serves `handlers` as methods of `service` and publishes (and keeps republishing) its provider record. */
+  async provide(service: string, handlers: Record<string, MethodHandler>): Promise<void> {
+    this.#assertOpen();
+    if (!isName(service)) throw new RangeError(`service name "${service}" must be 1 to 64 characters [a-z0-9-]`);
+    if (this.node.peer.addresses.length === 0) throw new ThemisError('ERR_MESH_CALL_INVALID', `cannot provide ${service}: this peer does not listen (give listen: 'tcp://…')`);
+    for (const [method, handler] of Object.entries(handlers)) {
+      this.node.peer.handle(methodName(service, method), (body, ctx) => this.#serve(service, method, handler, body, ctx));
+    }
+    await this.#publish(service);
+    const ttl = this.#init.providerTtlMs ?? DEFAULT_PROVIDER_TTL;
+    const previous = this.#provided.get(service);
+    if (previous !== undefined) clearInterval(previous.timer);
+    const timer = setInterval(() => void this.#publish(service).catch(() => undefined), Math.max(1_000, Math.floor(ttl / 2)));
+    timer.unref();
+    this.#provided.set(service, { timer });
+  }
+
+  /** The verified, unexpired instances of `service` listed in the DHT. */
+  async discover(service: string): Promise<Instance[]> {
+    this.#assertOpen();
+    const records = await this.node.find(providerKey(service));
+    const now = Date.now();
+    const instances: Instance[] = [];
+    for (const record of records) {
+      if (record.type !== RecordType.Provider || record.expiresAt <= now) continue;
+      try {
+        const value = decodeProviderValue(record.value);
+        if (value.service !== service) continue;
+        const contact = verifyContactRecord(value.contactRecord, this.node.peer.network, now);
+        if (!contact.identityPub.equals(record.publisher) || contact.addresses.length === 0) continue;
+        instances.push({ id: contact.id, nodeId: contact.nodeId, addresses: contact.addresses, noiseStatic: contact.noiseStatic });
+      } catch {
+        continue; // a record that does not verify is no instance
+      }
+    }
+    return instances;
+  }
+
+  /**
+   * Calls `service.method` on one of its instances (power of two choices over latency and load),
+   * retrying on another instance within the retry budget while the deadline allows.
+   * Rejects with ERR_MESH_DEADLINE, ERR_MESH_NO_INSTANCES, a refusal of the callee (ERR_MESH_*),
+   * or ERR_MESH_CALL_FAILED.
+   */
+  async call(service: string, method: string, payload: unknown, options: CallOptions = {}): Promise<unknown> {
+    this.#assertOpen();
+    const started = Date.now();
+    const deadline = started + (options.deadlineMs ?? DEFAULT_DEADLINE_MS);
+    const retries = options.retries ?? DEFAULT_RETRIES;
+    const traceparent = childTraceparent(options.traceparent);
+    const body = encodeCallRequest(payload, { traceparent, ...(options.token === undefined ? {} : { token: options.token }) });
+    const name = methodName(service, method);
+    this.#budget.recordCall(started);
+    const tried = new Set<string>();
+    let lastError: unknown;
+    const cancelled = (): boolean => options.signal?.aborted === true;
+    for (let attempt = 0; ; attempt++) {
+      if (cancelled()) throw new ThemisError('ERR_MESH_CALL_FAILED', `call ${service}.${method} was cancelled`, { cause: options.signal?.reason });
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw deadlineError(service, method, deadline - started, lastError);
+      const target = await this.#pick(service, tried, attempt > 0);
+      if (target === undefined) {
+        if (lastError !== undefined) throw failed(service, method, lastError);
+        throw new ThemisError('ERR_MESH_NO_INSTANCES', `no live instance of service "${service}" is listed in the DHT; is it provided and is this peer joined?`);
+      }
+      tried.add(target.instance.id);
+      const t0 = Date.now();
+      if (!target.breaker.tryAcquire(t0)) continue;
+      target.inFlight++;
+      try {
+        const conn = await this.#connect(target.instance, service);
+        const timeoutMs = Math.max(1, deadline - Date.now());
+        const answer = await conn.request(name, body, { timeoutMs, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+        const now = Date.now();
+        target.latency.observe(now - t0, now);
+        target.breaker.onSuccess(now);
+        return decodeCallResponse(answer);
+      } catch (err) {
+        const now = Date.now();
+        if (cancelled()) {
+          target.breaker.onSuccess(now); // the caller gave up: no fault of the instance
+          throw new ThemisError('ERR_MESH_CALL_FAILED', `call ${service}.${method} was cancelled`, { cause: err });
+        }
+        const refusal = remoteRefusal(err);
+        if (refusal !== null) {
+          target.breaker.onSuccess(now); // the instance is up and answered: a refusal is no instance failure
+          throw refusal; // another instance would answer the same
+        }
+        target.breaker.onFailure(now);
+        lastError = err;
+        if (isThemisError(err, 'ERR_CHANNEL_HANDLER')) throw failed(service, method, err);
+        if (isThemisError(err, 'ERR_CHANNEL_TIMEOUT') || now >= deadline) throw deadlineError(service, method, deadline - started, err);
+        if (attempt >= retries || !this.#budget.tryRetry(now)) throw failed(service, method, err);
+        const delay = Math.min(backoff(attempt, BACKOFF), Math.max(0, deadline - now - 1));
+        if (delay > 0) await sleep(delay, undefined, { ref: false });
+      } finally {
+        target.inFlight--;
+      }
+    }
+  }
+
+  /** Fetches the owner's policy from the DHT and puts the newest valid one in force. */
+  async refreshPolicy(): Promise<boolean> {
+    const authority = this.authority;
+    if (authority === null) return false;
+    const records = await this.node.find(policyKey(authority.owner));
+    let changed = false;
+    for (const record of records.filter((r) => r.type === RecordType.Policy).sort((a, b) => b.seq - a.seq)) {
+      try {
+        changed = authority.update(openPolicyRecord(record.bytes, authority.owner, this.node.peer.network));
+        break;
+      } catch {
+        continue; // forged, rolled back or malformed: try the next
+      }
+    }
+    return changed;
+  }
+
+  /** Stops republishing and refreshing, and leaves the DHT. */
+  async close(): Promise<void> {
+    if (this.#closing.signal.aborted) return;
+    this.#closing.abort();
+    for (const { timer } of this.#provided.values()) clearInterval(timer);
+    this.#provided.clear();
+    if (this.#policyTimer !== null) clearTimeout(this.#policyTimer);
+    await this.node.leave();
+  }
+
+  /** @internal Called once by createMesh. */
+  async start(): Promise<void> {
+    if (this.#init.bootstrap.length > 0) await this.node.join(this.#init.bootstrap);
+    if (this.authority !== null) {
+      await this.refreshPolicy().catch(() => false);
+      this.#schedulePolicyRefresh();
+    }
+  }
+
+  #schedulePolicyRefresh(): void {
+    if (this.#closing.signal.aborted) return;
+    const seconds = this.authority?.policy?.refreshSeconds ?? DEFAULT_REFRESH_SECONDS;
+    this.#policyTimer = setTimeout(() => {
+      void this.refreshPolicy()
+        .catch(() => false)
+        .finally(() => this.#schedulePolicyRefresh());
+    }, seconds * 1000);
+    this.#policyTimer.unref();
+  }
+
+  async #publish(service: string): Promise<void> {
+    const ttlMs = this.#init.providerTtlMs ?? DEFAULT_PROVIDER_TTL;
+    const contact = this.node.client
+      ? createContactRecord(this.node.identity, { addresses: this.node.peer.addresses, client: true })
+      : this.node.contactRecord();
+    const record = createRecord(this.node.identity, {
+      type: RecordType.Provider,
+      key: providerKey(service),
+      value: encodeProviderValue(service, contact),
+      seq: Date.now(),
+      ttlMs,
+    });
+    await this.node.store(record);
+  }
+
+  /** The callee side of one call: trust-domain checks, decoding, the handler, encoding. */
+  async #serve(service: string, method: string, handler: MethodHandler, body: Buffer, ctx: RequestContext): Promise<Buffer> {
+    try {
+      const remote = (ctx.channel as Connection).remote;
+      let callerService: string | undefined;
+      if (this.authority !== null) {
+        const caller = this.authority.identify(remote);
+        this.authority.authorize(caller, service, method);
+        callerService = caller.service;
+      }
+      const request = decodeCallRequest(body);
+      const payload = decodePayload(request.codec, request.payload);
+      const result = await handler(payload, {
+        caller: callerService === undefined ? { id: remote.id } : { id: remote.id, service: callerService },
+        ...(request.token === '' ? {} : { principal: request.token }),
+        traceparent: request.traceparent,
+        signal: ctx.signal,
+      });
+      return encodeCallResponse(result);
+    } catch (err) {
+      // Exposed refusals carry their code in the message, so the caller can rethrow them typed.
+      if (err instanceof ThemisError && err.expose) throw new ThemisError(err.code, `${err.code}: ${err.message}`, { expose: true, cause: err });
+      throw err;
+    }
+  }
+
+  /** Discovered instances (cached a few seconds), with their balancer state; picks one not tried yet. */
+  async #pick(service: string, tried: ReadonlySet<string>, fresh: boolean): Promise<Tracked | undefined> {
+    const now = Date.now();
+    let cached = this.#discovered.get(service);
+    const ttl = this.#init.discoveryCacheMs ?? DEFAULT_DISCOVERY_CACHE_MS;
+    if (cached === undefined || now - cached.at > ttl) {
+      cached = { at: now, instances: this.discover(service) };
+      this.#discovered.set(service, cached);
+      cached.instances.catch(() => this.#discovered.get(service) === cached && this.#discovered.delete(service));
+    }
+    let instances = await cached.instances;
+    if (instances.length === 0 && !fresh) {
+      this.#discovered.delete(service);
+      instances = await this.discover(service);
+    }
+    const candidates = instances
+      .filter((instance) => !tried.has(instance.id))
+      .map((instance) => {
+        let tracked = this.#tracked.get(instance.id);
+        if (tracked === undefined) {
+          tracked = { instance, latency: new EwmaLatency(), breaker: new CircuitBreaker(), inFlight: 0 };
+          this.#tracked.set(instance.id, tracked);
+        }
+        tracked.instance = instance;
+        return tracked;
+      })
+      .map((tracked) => ({ tracked, latencyMs: tracked.latency.estimate(now), inFlight: tracked.inFlight, available: tracked.breaker.available(now) }));
+    return pickPowerOfTwo(candidates, Math.random)?.tracked;
+  }
+
+  /** An open connection to the instance (any existing one is reused), else a new IK dial expecting its NodeId. */
+  async #connect(instance: Instance, service: string): Promise<Connection> {
+    let conn: Connection | undefined;
+    for (const open of this.node.peer.connections) {
+      if (!open.closed && open.remote.nodeId.equals(instance.nodeId)) conn = open;
+    }
+    conn ??= await this.#pooledDial(instance);
+    this.#checkCallee(conn, instance, service);
+    return conn;
+  }
+
+  /** In trust-domain mode the caller checks the callee too: it must be an endorsed instance of `service`. */
+  #checkCallee(conn: Connection, instance: Instance, service: string): void {
+    if (this.authority === null) return;
+    const identified = this.authority.identify(conn.remote);
+    if (identified.service !== service) {
+      throw new ThemisError('ERR_MESH_UNKNOWN_SERVICE', `instance ${instance.id} is endorsed for service "${identified.service}", not "${service}"`);
+    }
+  }
+
+  #pooledDial(instance: Instance): Promise<Connection> {
+    const key = instance.id;
+    let pending = this.#dials.get(key);
+    if (pending === undefined) {
+      pending = this.#dial(instance);
+      this.#dials.set(key, pending);
+      const forget = (): void => void (this.#dials.get(key) === pending && this.#dials.delete(key));
+      pending.then(forget, forget);
+    }
+    return pending;
+  }
+
+  async #dial(instance: Instance): Promise<Connection> {
+    let last: unknown = new ThemisError('ERR_MESH_CALL_FAILED', `instance ${instance.id} lists no address`);
+    for (const address of instance.addresses) {
+      try {
+        return await this.node.peer.dial(address, { expect: instance.nodeId, remoteStatic: instance.noiseStatic, signal: this.#closing.signal });
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
+  }
+
+  #assertOpen(): void {
+    if (this.#closing.signal.aborted) throw new ThemisError('ERR_MESH_CLOSED', 'this mesh peer is closed');
+  }
+}
+
+/** Creates a mesh peer: starts its DHT node, joins through `bootstrap`, and in trust-domain mode loads the owner's policy. */
+export async function createMesh(init: MeshInit): Promise<Mesh> {
+  const node = await createDhtNode({
+    ...(init.identity === undefined ? {} : { identity: init.identity }),
+    ...(init.network === undefined ? {} : { network: init.network }),
+    ...(init.listen === undefined ? {} : { listen: init.listen }),
+    ...(init.client === undefined ? {} : { client: init.client }),
+    ...(init.credentials === undefined ? {} : { credentials: init.credentials }),
+    ...(init.dht === undefined ? {} : { dht: init.dht }),
+    ...(init.maintenance === undefined ? {} : { maintenance: init.maintenance }),
+  });
+  const mesh = new Mesh(node, init);
+  try {
+    await mesh.start();
+  } catch (err) {
+    await mesh.close();
+    throw err;
+  }
+  return mesh;
+}
+
+/** A refusal the callee sent (its exposed "ERR_MESH_…: message"), as a typed error; else null. */
+function remoteRefusal(err: unknown): ThemisError | null {
+  if (!isThemisError(err, 'ERR_CHANNEL_HANDLER')) return null;
+  const match = MESH_CODE.exec(err.message);
+  if (match === null) return null;
+  return new ThemisError(match[1] as ErrorCode, `${match[1]}: ${match[2]}`, { cause: err });
+}
+
+function deadlineError(service: string, method: string, deadlineMs: number, cause: unknown): ThemisError {
+  return new ThemisError('ERR_MESH_DEADLINE', `call ${service}.${method} did not complete within its ${deadlineMs} ms deadline`, cause === undefined ? undefined : { cause });
+}
+
+function failed(service: string, method: string, cause: unknown): ThemisError {
+  return new ThemisError('ERR_MESH_CALL_FAILED', `call ${service}.${method} failed: ${(cause as Error | undefined)?.message ?? 'unknown error'}`, { cause });
+}
