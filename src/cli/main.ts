@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { isThemisError } from '../core/errors.js';
 import { registerDht } from './commands/dht.js';
 import { registerKeyCommands } from './commands/keys.js';
+import { registerMesh } from './commands/mesh.js';
 import { registerPing } from './commands/ping.js';
 import { registerServe } from './commands/serve.js';
 import { registerSim } from './commands/sim.js';
@@ -25,6 +26,7 @@ registerServe(program);
 registerPing(program);
 registerDht(program);
 registerSim(program);
+registerMesh(program);
 
 try {
   await program.parseAsync(process.argv);
