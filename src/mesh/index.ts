@@ -67,3 +67,5 @@ export {
   newTraceparent,
   type CallRequest,
 } from './call-codec.js';
+export { MeshMetrics } from './metrics.js';
+export type { CallPrincipal, IssueTokenInit } from './mesh.js';

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ThemisError, isThemisError, type ErrorCode } from '../core/errors.js';
+import { createLogger, type Logger } from '../core/log.js';
 import type { RequestContext } from '../channel/index.js';
 import {
   RecordType,
@@ -10,17 +11,22 @@ import {
   encodeProviderValue,
   policyKey,
   providerKey,
+  revocationKey,
   verifyContactRecord,
   type DhtNode,
   type DhtOptions,
 } from '../dht/index.js';
-import type { Credential } from '../handshake/index.js';
+import { CredentialType, type Credential } from '../handshake/index.js';
 import type { Identity, NetworkConfig } from '../identity/index.js';
 import type { Connection } from '../transport/index.js';
 import { CircuitBreaker, EwmaLatency, RetryBudget, backoff, pickPowerOfTwo } from './balancer.js';
 import { PolicyAuthority } from './authorize.js';
 import { childTraceparent, decodeCallRequest, decodeCallResponse, decodePayload, encodeCallRequest, encodeCallResponse } from './call-codec.js';
+import { openEndorsement } from './endorsement.js';
+import { MeshMetrics } from './metrics.js';
 import { DEFAULT_REFRESH_SECONDS, isName, openPolicyRecord } from './policy.js';
+import { RevocationList, RevocationReason, createRevocation, openRevocation } from './revocation.js';
+import { ReplayCache, issuePrincipalToken, reissueForAudience, verifyPrincipalToken, type VerifiedPrincipal } from './tokens.js';
 
 export interface MeshInit {
   readonly identity?: Identity;
@@ -42,6 +48,34 @@ export interface MeshInit {
   readonly providerTtlMs?: number;
   /** How long a discovered instance list is reused by call(). Default 3 s. */
   readonly discoveryCacheMs?: number;
+  /** Structured logger (pino), shared with the DHT node and peer. Default: createLogger(). */
+  readonly logger?: Logger;
+  /** Most principal-token ids the callee remembers against replay. Default 100 000. */
+  readonly replayCacheSize?: number;
+  /** Most caller keys whose revocations the callee polls for. Default 4096. */
+  readonly revocationWatchSize?: number;
+}
+
+/** The verified end-user principal of a call, as handlers read it. */
+export interface CallPrincipal {
+  readonly subject: string;
+  /** The service whose instance issued (or re-issued) the token: the caller's service. */
+  readonly issuerService: string;
+  /** The claims that are not reserved (e.g. `scope`). */
+  readonly claims: Readonly<Record<string, unknown>>;
+  /** Expiry in ms since the epoch. */
+  readonly expiresAt: number;
+}
+
+export interface IssueTokenInit {
+  readonly subject: string;
+  /** The callee service the token is for. */
+  readonly audience: string;
+  /** Default 60 s; at most 300 s. */
+  readonly ttlSeconds?: number;
+  readonly claims?: Readonly<Record<string, unknown>>;
+  /** Open mode only: the service name written as issuer. Default: the first provided service, else this NodeId. */
+  readonly issuerService?: string;
 }
 
 /** A verified live instance of a service. */
@@ -56,12 +90,21 @@ export interface Instance {
 export interface CallContext {
   /** The verified caller: its NodeId, and in trust-domain mode the service it is endorsed for. */
   readonly caller: { readonly id: string; readonly service?: string };
-  /** The end-user principal token the caller passed on, if any (verify it with verifyPrincipalToken). */
-  readonly principal?: string;
+  /**
+   * The end-user principal, verified by the mesh before the handler runs (signature, audience =
+   * this service, expiry, issuer = the calling instance of a token-issuing service, no replay);
+   * undefined when the caller passed no token.
+   */
+  readonly principal?: CallPrincipal;
   /** W3C traceparent of this call. */
   readonly traceparent: string;
   /** Aborted when the caller cancels, the deadline passes, or the channel closes. */
   readonly signal: AbortSignal;
+  /**
+   * Calls another service on behalf of this call: the principal, if any, is re-issued for that
+   * service (reissueForAudience), the trace continues, and the call is cancelled with this one.
+   */
+  readonly call: (service: string, method: string, payload: unknown, options?: CallOptions) => Promise<unknown>;
 }
 
 export type MethodHandler = (payload: unknown, ctx: CallContext) => unknown | Promise<unknown>;
@@ -83,6 +126,8 @@ const DEFAULT_DISCOVERY_CACHE_MS = 3_000;
 const DEFAULT_DEADLINE_MS = 10_000;
 const DEFAULT_RETRIES = 2;
 const BACKOFF = { baseMs: 10, maxMs: 200 };
+/** Revocation lookups in flight at once during a poll. */
+const REVOCATION_LOOKUP_CONCURRENCY = 8;
 /** How a callee's exposed refusal reads (ERR_CHANNEL_HANDLER carries the message verbatim). */
 const MESH_CODE = /^(ERR_MESH_[A-Z_]+): ([\s\S]*)$/;
 
@@ -119,12 +164,114 @@ export class Mesh {
   readonly #dials = new Map<string, Promise<Connection>>();
   readonly #budget = new RetryBudget();
   readonly #closing = new AbortController();
+  readonly #log: Logger;
+  readonly #metrics = new MeshMetrics();
+  readonly #replay: ReplayCache;
+  /** Keys this peer believes revoked (from DHT revocation records it polled). */
+  readonly #revocations = new RevocationList();
+  /** Keys seen calling this peer, whose revocations it polls for: hex key → its endorsing host. */
+  readonly #watched = new Map<string, { pub: Buffer; host: Buffer | null }>();
   #policyTimer: NodeJS.Timeout | null = null;
 
   constructor(node: DhtNode, init: MeshInit) {
     this.node = node;
     this.#init = init;
     this.authority = init.trust === undefined ? null : new PolicyAuthority(init.trust.owner);
+    this.#log = init.logger ?? createLogger();
+    this.#replay = new ReplayCache(init.replayCacheSize === undefined ? {} : { maxEntries: init.replayCacheSize });
+    node.peer.on('connection', (conn: Connection) => {
+      // The dialer reached one of the addresses the remote advertises; an accepted socket comes from an ephemeral port.
+      const role = conn.remote.addresses.includes(conn.remote.address) ? 'initiator' : 'responder';
+      this.#metrics.handshakes.inc({ pattern: conn.remote.pattern, role });
+    });
+  }
+
+  /** The Prometheus text exposition of this peer's metrics (its own registry, not prom-client's global one). */
+  metrics(): Promise<string> {
+    return this.#metrics.text();
+  }
+
+  /** This peer's metrics registry, e.g. to merge into an application's registry. */
+  get metricsRegistry(): MeshMetrics['registry'] {
+    return this.#metrics.registry;
+  }
+
+  /**
+   * Turns an authenticated end user into a short-lived principal token for `audience`, signed by
+   * this instance's key. In trust-domain mode this instance's service (from its host endorsement)
+   * must be listed in the policy's `tokenIssuers`, else ERR_MESH_TOKEN_ISSUER.
+   */
+  issueToken(init: IssueTokenInit): string {
+    this.#assertOpen();
+    const issuerService = this.#ownService(init.issuerService);
+    if (this.authority !== null && !this.authority.mayIssueTokens(issuerService)) {
+      throw new ThemisError('ERR_MESH_TOKEN_ISSUER', `service "${issuerService}" may not issue principal tokens: add it to \`tokenIssuers:\` of the trust-domain policy`);
+    }
+    return issuePrincipalToken(this.node.identity, {
+      subject: init.subject,
+      audience: init.audience,
+      issuerService,
+      ...(init.ttlSeconds === undefined ? {} : { ttlSeconds: init.ttlSeconds }),
+      ...(init.claims === undefined ? {} : { claims: init.claims }),
+    });
+  }
+
+  /**
+   * Publishes a signed revocation of `pub` (default: this peer's own key). Peers believe it when
+   * signed by the key itself, its endorsing host, or the trust-domain owner.
+   *
+   * Bound: a callee that has seen the key call it refuses it (ERR_MESH_REVOKED) at most one
+   * polling interval (the policy's refreshSeconds, min 5 s; 30 s in open mode) plus one DHT
+   * lookup after this resolves — one lookup per watched key, 8 at a time, so a callee watching
+   * N keys adds ⌈N/8⌉ lookup times. A key seen for the first time is looked up at once (in the
+   * background), so it is refused within one lookup of its first call. The policy's `revoked` list applies at once on every call once that policy is in force.
+   */
+  async revoke(pub?: Uint8Array, reason: number = RevocationReason.Unspecified): Promise<void> {
+    this.#assertOpen();
+    const record = createRevocation(this.node.identity, pub ?? this.node.identity.publicKey, reason);
+    const result = await this.node.store(record);
+    if (result.stored === 0) throw new ThemisError('ERR_DHT_LOOKUP_FAILED', 'no DHT node accepted the revocation record; is this peer joined?');
+    this.#log.info({ reason, self: pub === undefined }, 'published a revocation');
+  }
+
+  /**
+   * Looks up the revocation records of every key seen calling this peer and believes those
+   * signed by the key itself, its endorsing host or the owner. Returns how many keys became revoked.
+   */
+  async refreshRevocations(): Promise<number> {
+    const watched = [...this.#watched.values()].filter(({ pub }) => !this.#revocations.isRevoked(pub));
+    // A few lookups at a time: a callee seen by thousands of callers must not flood the DHT.
+    let added = 0;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < watched.length) {
+        const { pub, host } = watched[next++]!;
+        if (await this.#checkRevocation(pub, host)) added++;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(REVOCATION_LOOKUP_CONCURRENCY, watched.length) }, worker));
+    return added;
+  }
+
+  /** Looks up the revocation records of one key; true when this made it revoked. */
+  async #checkRevocation(pub: Buffer, host: Buffer | null): Promise<boolean> {
+    const records = await this.#find(revocationKey(pub)).catch(() => []);
+    const isAuthority = (signer: Buffer): boolean => (host !== null && signer.equals(host)) || (this.authority !== null && signer.equals(this.authority.owner));
+    let added = false;
+    for (const record of records) {
+      if (record.type !== RecordType.Revocation) continue;
+      try {
+        const revocation = openRevocation(record.bytes, this.node.peer.network);
+        if (!revocation.revokedPub.equals(pub)) continue;
+        if (this.#revocations.add(revocation, { isAuthority })) {
+          added = true;
+          this.#log.info({ code: 'ERR_MESH_REVOKED', reason: revocation.reason }, 'learned a revocation of a caller key');
+        }
+      } catch {
+        continue; // forged, or signed by a key with no authority over this one: ignored
+      }
+    }
+    return added;
   }
 
   get id(): string {
@@ -155,7 +302,7 @@ export class Mesh {
   /** The verified, unexpired instances of `service` listed in the DHT. */
   async discover(service: string): Promise<Instance[]> {
     this.#assertOpen();
-    const records = await this.node.find(providerKey(service));
+    const records = await this.#find(providerKey(service));
     const now = Date.now();
     const instances: Instance[] = [];
     for (const record of records) {
@@ -180,6 +327,20 @@ export class Mesh {
    * or ERR_MESH_CALL_FAILED.
    */
   async call(service: string, method: string, payload: unknown, options: CallOptions = {}): Promise<unknown> {
+    const stop = this.#metrics.callDuration.startTimer({ service, method });
+    let outcome = 'ok';
+    try {
+      return await this.#call(service, method, payload, options);
+    } catch (err) {
+      outcome = outcomeOf(err);
+      throw err;
+    } finally {
+      stop({ outcome });
+      this.#metrics.calls.inc({ service, method, outcome });
+    }
+  }
+
+  async #call(service: string, method: string, payload: unknown, options: CallOptions): Promise<unknown> {
     this.#assertOpen();
     const started = Date.now();
     const deadline = started + (options.deadlineMs ?? DEFAULT_DEADLINE_MS);
@@ -240,7 +401,7 @@ export class Mesh {
   async refreshPolicy(): Promise<boolean> {
     const authority = this.authority;
     if (authority === null) return false;
-    const records = await this.node.find(policyKey(authority.owner));
+    const records = await this.#find(policyKey(authority.owner));
     let changed = false;
     for (const record of records.filter((r) => r.type === RecordType.Policy).sort((a, b) => b.seq - a.seq)) {
       try {
@@ -266,21 +427,34 @@ export class Mesh {
   /** @internal Called once by createMesh. */
   async start(): Promise<void> {
     if (this.#init.bootstrap.length > 0) await this.node.join(this.#init.bootstrap);
-    if (this.authority !== null) {
-      await this.refreshPolicy().catch(() => false);
-      this.#schedulePolicyRefresh();
-    }
+    if (this.authority !== null) await this.refreshPolicy().catch(() => false);
+    this.#schedulePolicyRefresh();
   }
 
+  /** Every refreshSeconds (of the policy; 30 s in open mode): the policy, then the revocations of the keys seen calling. */
   #schedulePolicyRefresh(): void {
     if (this.#closing.signal.aborted) return;
     const seconds = this.authority?.policy?.refreshSeconds ?? DEFAULT_REFRESH_SECONDS;
     this.#policyTimer = setTimeout(() => {
-      void this.refreshPolicy()
-        .catch(() => false)
-        .finally(() => this.#schedulePolicyRefresh());
+      void Promise.all([this.refreshPolicy().catch(() => false), this.refreshRevocations().catch(() => 0)]).finally(() => this.#schedulePolicyRefresh());
     }, seconds * 1000);
     this.#policyTimer.unref();
+  }
+
+  /** A DHT value lookup, counted. */
+  #find(key: Buffer): ReturnType<DhtNode['find']> {
+    this.#metrics.dhtLookups.inc();
+    return this.node.find(key);
+  }
+
+  /** The service this instance issues tokens as: its endorsed service in trust-domain mode. */
+  #ownService(requested: string | undefined): string {
+    if (this.authority === null) return requested ?? this.#provided.keys().next().value ?? this.id;
+    const credential = (this.#init.credentials ?? []).find((c) => c.type === CredentialType.HostEndorsement);
+    if (credential === undefined) throw new ThemisError('ERR_MESH_UNENDORSED', 'this instance presents no host endorsement, so it has no service to issue tokens as');
+    const service = openEndorsement(credential.data).service;
+    if (requested !== undefined && requested !== service) throw new TypeError(`this instance is endorsed for "${service}"; it cannot issue tokens as "${requested}"`);
+    return service;
   }
 
   async #publish(service: string): Promise<void> {
@@ -298,30 +472,109 @@ export class Mesh {
     await this.node.store(record);
   }
 
-  /** The callee side of one call: trust-domain checks, decoding, the handler, encoding. */
+  /** The callee side of one call: admission (trust domain, revocation, principal token), decoding, the handler, encoding. */
   async #serve(service: string, method: string, handler: MethodHandler, body: Buffer, ctx: RequestContext): Promise<Buffer> {
+    const remote = (ctx.channel as Connection).remote;
+    let outcome = 'ok';
     try {
-      const remote = (ctx.channel as Connection).remote;
       let callerService: string | undefined;
-      if (this.authority !== null) {
-        const caller = this.authority.identify(remote);
-        this.authority.authorize(caller, service, method);
-        callerService = caller.service;
+      let request: ReturnType<typeof decodeCallRequest>;
+      let verified: VerifiedPrincipal | undefined;
+      try {
+        ({ callerService, request, verified } = await this.#admit(service, method, body, remote));
+      } catch (err) {
+        const code = isThemisError(err) ? err.code : 'ERR_MESH_CALL_INVALID';
+        this.#metrics.denials.inc({ code });
+        this.#log.info({ code, service, method, caller: remote.id }, 'refused a call');
+        throw err;
       }
-      const request = decodeCallRequest(body);
       const payload = decodePayload(request.codec, request.payload);
       const result = await handler(payload, {
         caller: callerService === undefined ? { id: remote.id } : { id: remote.id, service: callerService },
-        ...(request.token === '' ? {} : { principal: request.token }),
+        ...(verified === undefined
+          ? {}
+          : { principal: Object.freeze({ subject: verified.subject, issuerService: verified.issuerService, claims: verified.claims, expiresAt: verified.expiresAt }) }),
         traceparent: request.traceparent,
         signal: ctx.signal,
+        call: async (target, targetMethod, targetPayload, options = {}) => {
+          const token = options.token ?? (verified === undefined ? undefined : reissueForAudience(this.node.identity, verified, target, service));
+          return this.call(target, targetMethod, targetPayload, {
+            traceparent: request.traceparent,
+            signal: ctx.signal,
+            ...options,
+            ...(token === undefined ? {} : { token }),
+          });
+        },
       });
       return encodeCallResponse(result);
     } catch (err) {
+      outcome = outcomeOf(err);
       // Exposed refusals carry their code in the message, so the caller can rethrow them typed.
       if (err instanceof ThemisError && err.expose) throw new ThemisError(err.code, `${err.code}: ${err.message}`, { expose: true, cause: err });
       throw err;
+    } finally {
+      this.#metrics.handledCalls.inc({ service, method, outcome });
     }
+  }
+
+  /**
+   * Whether this call may run: in trust-domain mode the owner policy (identify, authorize); in
+   * both modes the revocations learned from the DHT; and the principal token, if any. Refusals
+   * are exposed ThemisErrors (no key material in their messages).
+   */
+  async #admit(
+    service: string,
+    method: string,
+    body: Buffer,
+    remote: Connection['remote'],
+  ): Promise<{ callerService: string | undefined; request: ReturnType<typeof decodeCallRequest>; verified: VerifiedPrincipal | undefined }> {
+    const caller = this.authority === null ? null : this.authority.identify(remote);
+    const callerService = caller?.service;
+    const host = caller?.hostPub ?? null;
+    this.#watch(remote.identityPub, host);
+    if (host !== null) this.#watch(host, null); // a host revokes itself, or the owner revokes it
+    if (this.#revocations.isRevoked(remote.identityPub) || (host !== null && this.#revocations.isRevoked(host))) {
+      throw new ThemisError('ERR_MESH_REVOKED', `caller ${remote.id} uses a revoked key (a signed revocation record is published); it must restart with a fresh key`, { expose: true });
+    }
+    if (caller !== null) this.authority!.authorize(caller, service, method);
+    const request = decodeCallRequest(body);
+    if (request.token === '') return { callerService, request, verified: undefined };
+    try {
+      const verified = await verifyPrincipalToken(request.token, {
+        audience: service,
+        replay: this.#replay,
+        issuerKey: (issPub, issuerService) => {
+          // The token must come from the instance calling: its own key, of a service that may issue tokens.
+          if (!issPub.equals(remote.identityPub)) {
+            throw new ThemisError('ERR_MESH_TOKEN_ISSUER', 'principal token was not issued by the calling instance; a service re-issues a principal for its own callee');
+          }
+          if (this.authority !== null) {
+            if (issuerService !== callerService) {
+              throw new ThemisError('ERR_MESH_TOKEN_ISSUER', `principal token names issuer service "${issuerService}", but the caller is endorsed for "${callerService}"`);
+            }
+            if (!this.authority.mayIssueTokens(issuerService)) {
+              throw new ThemisError('ERR_MESH_TOKEN_ISSUER', `service "${issuerService}" may not issue principal tokens: it is not in \`tokenIssuers:\` of the policy`);
+            }
+          }
+        },
+      });
+      return { callerService, request, verified };
+    } catch (err) {
+      if (err instanceof ThemisError && !err.expose) throw new ThemisError(err.code, err.message, { expose: true, cause: err });
+      throw err;
+    }
+  }
+
+  /** Remembers a caller key (and its host) to poll for its revocation; bounded, oldest forgotten first. */
+  #watch(pub: Buffer, host: Buffer | null): void {
+    const id = pub.toString('hex');
+    if (this.#watched.has(id)) return;
+    const max = this.#init.revocationWatchSize ?? 4096;
+    if (this.#watched.size >= max) this.#watched.delete(this.#watched.keys().next().value!);
+    this.#watched.set(id, { pub: Buffer.from(pub), host: host === null ? null : Buffer.from(host) });
+    // First sight: look it up now (in the background), so a key revoked before it ever called is
+    // refused within one lookup rather than at the next poll.
+    void this.#checkRevocation(Buffer.from(pub), host === null ? null : Buffer.from(host)).catch(() => false);
   }
 
   /** Discovered instances (cached a few seconds), with their balancer state; picks one not tried yet. */
@@ -405,7 +658,9 @@ export class Mesh {
 
 /** Creates a mesh peer: starts its DHT node, joins through `bootstrap`, and in trust-domain mode loads the owner's policy. */
 export async function createMesh(init: MeshInit): Promise<Mesh> {
+  const logger = init.logger ?? createLogger();
   const node = await createDhtNode({
+    logger,
     ...(init.identity === undefined ? {} : { identity: init.identity }),
     ...(init.network === undefined ? {} : { network: init.network }),
     ...(init.listen === undefined ? {} : { listen: init.listen }),
@@ -414,7 +669,7 @@ export async function createMesh(init: MeshInit): Promise<Mesh> {
     ...(init.dht === undefined ? {} : { dht: init.dht }),
     ...(init.maintenance === undefined ? {} : { maintenance: init.maintenance }),
   });
-  const mesh = new Mesh(node, init);
+  const mesh = new Mesh(node, { ...init, logger });
   try {
     await mesh.start();
   } catch (err) {
@@ -430,6 +685,11 @@ function remoteRefusal(err: unknown): ThemisError | null {
   const match = MESH_CODE.exec(err.message);
   if (match === null) return null;
   return new ThemisError(match[1] as ErrorCode, `${match[1]}: ${match[2]}`, { cause: err });
+}
+
+/** The `outcome` label of a call: ok, the ThemisError code, or error. */
+function outcomeOf(err: unknown): string {
+  return isThemisError(err) ? err.code : 'error';
 }
 
 function deadlineError(service: string, method: string, deadlineMs: number, cause: unknown): ThemisError {

@@ -70,10 +70,10 @@ test('open mode: discover and call two instances; calls fail over when one is ki
   const servedBy = new Set<string>();
   let last = '';
   for (let i = 0; i < 12; i++) {
-    const result = (await caller.call('users', 'get', { id: i }, { deadlineMs: 5_000, token: 'tok' })) as Record<string, unknown>;
+    const result = (await caller.call('users', 'get', { id: i }, { deadlineMs: 5_000, token: caller.issueToken({ subject: 'user-1', audience: 'users' }) })) as Record<string, unknown>;
     assert.equal(result.id, i);
     assert.equal(result.caller, caller.id);
-    assert.equal(result.principal, 'tok');
+    assert.equal((result.principal as { subject: string }).subject, 'user-1');
     assert.match(result.traceparent as string, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
     servedBy.add(result.servedBy as string);
     last = result.servedBy as string;
