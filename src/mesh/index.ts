@@ -69,3 +69,5 @@ export {
 } from './call-codec.js';
 export { MeshMetrics } from './metrics.js';
 export type { CallPrincipal, IssueTokenInit } from './mesh.js';
+export type { MeshStreamHandler, RotateOptions, StreamCallContext, StreamCallOptions } from './mesh.js';
+export { MAX_STREAM_HEADER_BYTES, STREAM_ACCEPTED, STREAM_HEADER_VERSION, decodeStreamHeader, encodeStreamHeader, type StreamHeader } from './stream-header.js';

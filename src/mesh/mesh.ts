@@ -1,7 +1,8 @@
+import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ThemisError, isThemisError, type ErrorCode } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
-import type { RequestContext } from '../channel/index.js';
+import type { MuxStream, RequestContext, RequestHandler, StreamContext, StreamHandler } from '../channel/index.js';
 import {
   RecordType,
   createContactRecord,
@@ -17,7 +18,7 @@ import {
   type DhtOptions,
 } from '../dht/index.js';
 import { CredentialType, type Credential } from '../handshake/index.js';
-import type { Identity, NetworkConfig } from '../identity/index.js';
+import { Identity, type NetworkConfig } from '../identity/index.js';
 import type { Connection } from '../transport/index.js';
 import { CircuitBreaker, EwmaLatency, RetryBudget, backoff, pickPowerOfTwo } from './balancer.js';
 import { PolicyAuthority } from './authorize.js';
@@ -26,6 +27,8 @@ import { openEndorsement } from './endorsement.js';
 import { MeshMetrics } from './metrics.js';
 import { DEFAULT_REFRESH_SECONDS, isName, openPolicyRecord } from './policy.js';
 import { RevocationList, RevocationReason, createRevocation, openRevocation } from './revocation.js';
+import { MAX_ROTATION_CHAIN, encodeRotationChain, rotationStatement } from './rotation.js';
+import { MAX_STREAM_HEADER_BYTES, STREAM_ACCEPTED, decodeStreamHeader, encodeStreamHeader, readExactly } from './stream-header.js';
 import { ReplayCache, issuePrincipalToken, reissueForAudience, verifyPrincipalToken, type VerifiedPrincipal } from './tokens.js';
 
 export interface MeshInit {
@@ -121,7 +124,39 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
+/** What a stream handler gets besides the stream: the same verified metadata as a call's. */
+export interface StreamCallContext {
+  readonly caller: { readonly id: string; readonly service?: string };
+  readonly principal?: CallPrincipal;
+  /** W3C traceparent of this stream. */
+  readonly traceparent: string;
+}
+
+/** Serves one mesh stream; a throw or rejection resets the stream (HANDLER_ERROR). */
+export type MeshStreamHandler = (stream: Duplex, ctx: StreamCallContext) => void | Promise<void>;
+
+export interface StreamCallOptions {
+  /** Opening the stream (instance choice, dial, the callee's admission, retries) must end within this. Default 10 s. */
+  readonly deadlineMs?: number;
+  /** Retries on other instances at most while opening. Default 2. */
+  readonly retries?: number;
+  /** An end-user principal token to pass on (in the stream header). */
+  readonly token?: string;
+  readonly traceparent?: string;
+  /** Aborting resets the stream (CANCELLED), also once it is open. */
+  readonly signal?: AbortSignal;
+}
+
+export interface RotateOptions {
+  /** Credentials for the new key (e.g. a host endorsement of it); default: the current ones. The rotation chain is added. */
+  readonly credentials?: readonly Credential[];
+}
+
 const DEFAULT_PROVIDER_TTL = 10 * 60_000;
+/** How long a callee waits for the header of a stream it accepted. */
+const STREAM_HEADER_TIMEOUT_MS = 10_000;
+/** A withdrawn provider record (published by the old key of a rotation) lives this long. */
+const WITHDRAWN_TTL_MS = 1_000;
 const DEFAULT_DISCOVERY_CACHE_MS = 3_000;
 const DEFAULT_DEADLINE_MS = 10_000;
 const DEFAULT_RETRIES = 2;
@@ -154,11 +189,19 @@ export function methodName(service: string, method: string): string {
  * const user = await other.call('users', 'get', { id: 1 }, { deadlineMs: 2_000 });
  */
 export class Mesh {
-  readonly node: DhtNode;
+  #node: DhtNode;
   /** Null in open mode. */
   readonly authority: PolicyAuthority | null;
   readonly #init: MeshInit;
   readonly #provided = new Map<string, { timer: NodeJS.Timeout }>();
+  /** Every request and stream handler this mesh registered on its peer, re-registered after rotate(). */
+  readonly #handlers = new Map<string, RequestHandler>();
+  readonly #streamHandlers = new Map<string, StreamHandler>();
+  /** Rotation statements, oldest first, leading from the first key to the current one. */
+  #rotations: Buffer[] = [];
+  /** The credentials carried in the current identity proof. */
+  #credentials: readonly Credential[];
+  #rotating: Promise<void> | null = null;
   readonly #discovered = new Map<string, { at: number; instances: Promise<Instance[]> }>();
   readonly #tracked = new Map<string, Tracked>();
   readonly #dials = new Map<string, Promise<Connection>>();
@@ -174,11 +217,21 @@ export class Mesh {
   #policyTimer: NodeJS.Timeout | null = null;
 
   constructor(node: DhtNode, init: MeshInit) {
-    this.node = node;
+    this.#node = node;
     this.#init = init;
+    this.#credentials = init.credentials ?? [];
     this.authority = init.trust === undefined ? null : new PolicyAuthority(init.trust.owner);
     this.#log = init.logger ?? createLogger();
     this.#replay = new ReplayCache(init.replayCacheSize === undefined ? {} : { maxEntries: init.replayCacheSize });
+    this.#countHandshakes(node);
+  }
+
+  /** The current DHT node; a new one (new key) after rotate(). */
+  get node(): DhtNode {
+    return this.#node;
+  }
+
+  #countHandshakes(node: DhtNode): void {
     node.peer.on('connection', (conn: Connection) => {
       // The dialer reached one of the addresses the remote advertises; an accepted socket comes from an ephemeral port.
       const role = conn.remote.addresses.includes(conn.remote.address) ? 'initiator' : 'responder';
@@ -288,8 +341,33 @@ export class Mesh {
     if (!isName(service)) throw new RangeError(`service name "${service}" must be 1 to 64 characters [a-z0-9-]`);
     if (this.node.peer.addresses.length === 0) throw new ThemisError('ERR_MESH_CALL_INVALID', `cannot provide ${service}: this peer does not listen (give listen: 'tcp://…')`);
     for (const [method, handler] of Object.entries(handlers)) {
-      this.node.peer.handle(methodName(service, method), (body, ctx) => this.#serve(service, method, handler, body, ctx));
+      const name = methodName(service, method);
+      const serve: RequestHandler = (body, ctx) => this.#serve(service, method, handler, body, ctx);
+      this.#handlers.set(name, serve);
+      this.node.peer.handle(name, serve);
     }
+    await this.#startPublishing(service);
+  }
+
+  /**
+   * Serves `handler` as the stream method `service.method` (channel stream `mesh/<service>/<method>`)
+   * and publishes the provider record as provide() does. Each stream is admitted when it opens,
+   * exactly like a call (trust-domain policy, revocations, principal token, from the stream header);
+   * a refused stream is reset with the typed error ("ERR_MESH_…: reason"), which stream() rethrows.
+   */
+  async provideStream(service: string, method: string, handler: MeshStreamHandler): Promise<void> {
+    this.#assertOpen();
+    if (!isName(service)) throw new RangeError(`service name "${service}" must be 1 to 64 characters [a-z0-9-]`);
+    if (this.node.peer.addresses.length === 0) throw new ThemisError('ERR_MESH_CALL_INVALID', `cannot provide ${service}: this peer does not listen (give listen: 'tcp://…')`);
+    const name = methodName(service, method);
+    const serve: StreamHandler = (stream, ctx) => this.#serveStream(service, method, handler, stream, ctx);
+    this.#streamHandlers.set(name, serve);
+    this.node.peer.handleStream(name, serve);
+    await this.#startPublishing(service);
+  }
+
+  /** Publishes the provider record of `service` now and every half TTL. */
+  async #startPublishing(service: string): Promise<void> {
     await this.#publish(service);
     const ttl = this.#init.providerTtlMs ?? DEFAULT_PROVIDER_TTL;
     const previous = this.#provided.get(service);
@@ -342,12 +420,57 @@ export class Mesh {
 
   async #call(service: string, method: string, payload: unknown, options: CallOptions): Promise<unknown> {
     this.#assertOpen();
-    const started = Date.now();
-    const deadline = started + (options.deadlineMs ?? DEFAULT_DEADLINE_MS);
-    const retries = options.retries ?? DEFAULT_RETRIES;
     const traceparent = childTraceparent(options.traceparent);
     const body = encodeCallRequest(payload, { traceparent, ...(options.token === undefined ? {} : { token: options.token }) });
     const name = methodName(service, method);
+    return this.#attempt(service, method, options, async (conn, timeoutMs) => {
+      const answer = await conn.request(name, body, { timeoutMs, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+      return decodeCallResponse(answer);
+    });
+  }
+
+  /**
+   * Opens a byte stream to `service.method` on one of its instances, chosen, connected and retried
+   * like call() (same balancer, connection reuse, retry budget and circuit breakers). The stream
+   * header (principal token, traceparent; see stream-header.ts) goes first and the promise resolves
+   * once the callee admitted the stream, so a refusal rejects typed (ERR_MESH_DENIED, …).
+   * `deadlineMs` bounds the opening only; the open stream lives until either side ends it.
+   */
+  async stream(service: string, method: string, options: StreamCallOptions = {}): Promise<Duplex> {
+    this.#assertOpen();
+    const traceparent = childTraceparent(options.traceparent);
+    const header = encodeStreamHeader({ traceparent, token: options.token ?? '' });
+    const name = methodName(service, method);
+    return this.#attempt(service, method, options, async (conn, timeoutMs) => {
+      const stream = conn.openStream(name, options.signal === undefined ? {} : { signal: options.signal });
+      const timer = AbortSignal.timeout(timeoutMs);
+      try {
+        stream.write(header);
+        const ack = await readExactly(stream, 1, timer);
+        if (ack[0] !== STREAM_ACCEPTED) throw new ThemisError('ERR_MESH_CALL_FAILED', `instance ${conn.remote.id} answered the stream header with byte ${ack[0]}`);
+        return stream;
+      } catch (err) {
+        stream.destroy();
+        if (timer.aborted) throw new ThemisError('ERR_CHANNEL_TIMEOUT', `stream ${service}.${method} was not accepted within ${timeoutMs} ms`, { cause: err });
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * The attempts of one call or stream opening: pick an instance not tried yet, connect (reusing an
+   * open connection), run `once`; on failure retry on another instance within the retry budget,
+   * the deadline and `retries`. A callee's refusal is rethrown typed at once.
+   */
+  async #attempt<T>(
+    service: string,
+    method: string,
+    options: { readonly deadlineMs?: number; readonly retries?: number; readonly signal?: AbortSignal },
+    once: (conn: Connection, timeoutMs: number) => Promise<T>,
+  ): Promise<T> {
+    const started = Date.now();
+    const deadline = started + (options.deadlineMs ?? DEFAULT_DEADLINE_MS);
+    const retries = options.retries ?? DEFAULT_RETRIES;
     this.#budget.recordCall(started);
     const tried = new Set<string>();
     let lastError: unknown;
@@ -368,11 +491,11 @@ export class Mesh {
       try {
         const conn = await this.#connect(target.instance, service);
         const timeoutMs = Math.max(1, deadline - Date.now());
-        const answer = await conn.request(name, body, { timeoutMs, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+        const result = await once(conn, timeoutMs);
         const now = Date.now();
         target.latency.observe(now - t0, now);
         target.breaker.onSuccess(now);
-        return decodeCallResponse(answer);
+        return result;
       } catch (err) {
         const now = Date.now();
         if (cancelled()) {
@@ -414,10 +537,83 @@ export class Mesh {
     return changed;
   }
 
+  /**
+   * Replaces this instance's key and keeps serving (docs/mesh.md §5). A DhtNode's identity is fixed
+   * (its Peer, Noise static key, routing table and NodeId all derive from it), so rotation starts a
+   * second DhtNode with a fresh Identity of the same network:
+   *
+   * 1. the old key signs a rotation statement naming the new key; the chain of statements (oldest
+   *    first, the last MAX_ROTATION_CHAIN kept) travels as credential type 3 (RotationChain) in the
+   *    new node's identity proof, next to the other credentials (`options.credentials`, default the
+   *    current ones — in a trust domain, pass a host endorsement of the new key);
+   * 2. the new node listens on the same hosts (port 0: the old node still holds its ports), gets every
+   *    request and stream handler this mesh provides, and joins through the bootstrap list, the old
+   *    node and the old node's contacts;
+   * 3. it publishes the provider records of every provided service under the new key, and only then
+   *    becomes `mesh.node`;
+   * 4. the old key re-publishes its provider records with a 1 s lifetime (a withdrawal: same slot,
+   *    newer seq), then the old node leaves the DHT: GOAWAY on every connection, in-flight calls and
+   *    streams finish within the channel's grace time, new ones are refused as retryable.
+   *
+   * Callers that used the old instance retry, rediscover and reach the new one.
+   */
+  rotate(options: RotateOptions = {}): Promise<void> {
+    this.#assertOpen();
+    const previous = this.#rotating ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => this.#rotate(options));
+    const tracked: Promise<void> = next.finally(() => {
+      if (this.#rotating === tracked) this.#rotating = null;
+    });
+    this.#rotating = tracked;
+    return next;
+  }
+
+  /** The statements of this instance's rotations, oldest first (empty before the first rotate()). */
+  get rotationChain(): readonly Buffer[] {
+    return this.#rotations;
+  }
+
+  async #rotate(options: RotateOptions): Promise<void> {
+    this.#assertOpen();
+    const old = this.#node;
+    const identity = Identity.generate(old.peer.network);
+    const statements = [...this.#rotations, rotationStatement(old.identity, identity.publicKey)].slice(-MAX_ROTATION_CHAIN);
+    const credentials: Credential[] = [
+      ...(options.credentials ?? this.#credentials).filter((c) => c.type !== CredentialType.RotationChain),
+      { type: CredentialType.RotationChain, data: encodeRotationChain(statements) },
+    ];
+    const seeds = new Set(this.#init.bootstrap);
+    if (!old.client && old.peer.addresses.length > 0) seeds.add(`${old.id}@${old.peer.addresses[0]!}`);
+    for (const contact of old.table.closest(identity.nodeId, 8)) {
+      if (!contact.client && contact.addresses.length > 0) seeds.add(`${contact.id}@${contact.addresses[0]!}`);
+    }
+    const listen = this.#init.listen === undefined ? undefined : [this.#init.listen].flat().map((address) => address.replace(/:\d+$/, ':0'));
+    const node = await createDhtNode(nodeInit(this.#init, this.#log, { identity, credentials, ...(listen === undefined ? {} : { listen }) }));
+    try {
+      for (const [name, handler] of this.#handlers) node.peer.handle(name, handler);
+      for (const [name, handler] of this.#streamHandlers) node.peer.handleStream(name, handler);
+      if (seeds.size > 0) await node.join([...seeds]);
+      await Promise.all([...this.#provided.keys()].map((service) => this.#publish(service, node)));
+      this.#assertOpen();
+    } catch (err) {
+      await node.leave().catch(() => undefined);
+      throw err;
+    }
+    this.#countHandshakes(node);
+    this.#node = node;
+    this.#rotations = statements;
+    this.#credentials = credentials;
+    this.#discovered.clear();
+    this.#log.info({ from: old.id, to: node.id, chain: statements.length }, 'rotated the instance key');
+    await Promise.all([...this.#provided.keys()].map((service) => this.#publish(service, old, WITHDRAWN_TTL_MS).catch(() => undefined)));
+    await old.leave();
+  }
+
   /** Stops republishing and refreshing, and leaves the DHT. */
   async close(): Promise<void> {
     if (this.#closing.signal.aborted) return;
     this.#closing.abort();
+    await this.#rotating?.catch(() => undefined);
     for (const { timer } of this.#provided.values()) clearInterval(timer);
     this.#provided.clear();
     if (this.#policyTimer !== null) clearTimeout(this.#policyTimer);
@@ -450,26 +646,26 @@ export class Mesh {
   /** The service this instance issues tokens as: its endorsed service in trust-domain mode. */
   #ownService(requested: string | undefined): string {
     if (this.authority === null) return requested ?? this.#provided.keys().next().value ?? this.id;
-    const credential = (this.#init.credentials ?? []).find((c) => c.type === CredentialType.HostEndorsement);
+    const credential = this.#credentials.find((c) => c.type === CredentialType.HostEndorsement);
     if (credential === undefined) throw new ThemisError('ERR_MESH_UNENDORSED', 'this instance presents no host endorsement, so it has no service to issue tokens as');
     const service = openEndorsement(credential.data).service;
     if (requested !== undefined && requested !== service) throw new TypeError(`this instance is endorsed for "${service}"; it cannot issue tokens as "${requested}"`);
     return service;
   }
 
-  async #publish(service: string): Promise<void> {
-    const ttlMs = this.#init.providerTtlMs ?? DEFAULT_PROVIDER_TTL;
-    const contact = this.node.client
-      ? createContactRecord(this.node.identity, { addresses: this.node.peer.addresses, client: true })
-      : this.node.contactRecord();
-    const record = createRecord(this.node.identity, {
+  /** Publishes the provider record of `service` through `node` (default the current one), under its key. */
+  async #publish(service: string, node: DhtNode = this.node, ttlMs: number = this.#init.providerTtlMs ?? DEFAULT_PROVIDER_TTL): Promise<void> {
+    const contact = node.client
+      ? createContactRecord(node.identity, { addresses: node.peer.addresses, client: true })
+      : node.contactRecord();
+    const record = createRecord(node.identity, {
       type: RecordType.Provider,
       key: providerKey(service),
       value: encodeProviderValue(service, contact),
       seq: Date.now(),
       ttlMs,
     });
-    await this.node.store(record);
+    await node.store(record);
   }
 
   /** The callee side of one call: admission (trust domain, revocation, principal token), decoding, the handler, encoding. */
@@ -528,6 +724,14 @@ export class Mesh {
     body: Buffer,
     remote: Connection['remote'],
   ): Promise<{ callerService: string | undefined; request: ReturnType<typeof decodeCallRequest>; verified: VerifiedPrincipal | undefined }> {
+    const callerService = this.#admitCaller(service, method, remote);
+    const request = decodeCallRequest(body);
+    const verified = await this.#verifyToken(request.token, service, callerService, remote);
+    return { callerService, request, verified };
+  }
+
+  /** The caller part of admission (policy, revocations): the caller's endorsed service in trust-domain mode. */
+  #admitCaller(service: string, method: string, remote: Connection['remote']): string | undefined {
     const caller = this.authority === null ? null : this.authority.identify(remote);
     const callerService = caller?.service;
     const host = caller?.hostPub ?? null;
@@ -537,10 +741,14 @@ export class Mesh {
       throw new ThemisError('ERR_MESH_REVOKED', `caller ${remote.id} uses a revoked key (a signed revocation record is published); it must restart with a fresh key`, { expose: true });
     }
     if (caller !== null) this.authority!.authorize(caller, service, method);
-    const request = decodeCallRequest(body);
-    if (request.token === '') return { callerService, request, verified: undefined };
+    return callerService;
+  }
+
+  /** Verifies the principal token of a call or stream ('' : none); refusals are exposed ThemisErrors. */
+  async #verifyToken(token: string, service: string, callerService: string | undefined, remote: Connection['remote']): Promise<VerifiedPrincipal | undefined> {
+    if (token === '') return undefined;
     try {
-      const verified = await verifyPrincipalToken(request.token, {
+      return await verifyPrincipalToken(token, {
         audience: service,
         replay: this.#replay,
         issuerKey: (issPub, issuerService) => {
@@ -558,11 +766,45 @@ export class Mesh {
           }
         },
       });
-      return { callerService, request, verified };
     } catch (err) {
       if (err instanceof ThemisError && !err.expose) throw new ThemisError(err.code, err.message, { expose: true, cause: err });
       throw err;
     }
+  }
+
+  /**
+   * The callee side of one stream: reads the stream header, admits it like a call, answers
+   * STREAM_ACCEPTED, then hands the stream to the handler. A refusal resets the stream with the
+   * exposed "ERR_MESH_…: reason" message.
+   */
+  async #serveStream(service: string, method: string, handler: MeshStreamHandler, stream: MuxStream, ctx: StreamContext): Promise<void> {
+    const remote = (ctx.channel as Connection).remote;
+    let callerService: string | undefined;
+    let header: ReturnType<typeof decodeStreamHeader>;
+    let verified: VerifiedPrincipal | undefined;
+    try {
+      // A caller that never sends its header must not hold the stream open.
+      const headerTimeout = AbortSignal.timeout(STREAM_HEADER_TIMEOUT_MS);
+      const length = (await readExactly(stream, 2, headerTimeout)).readUInt16BE(0);
+      if (length === 0 || length > MAX_STREAM_HEADER_BYTES) throw new ThemisError('ERR_MESH_CALL_INVALID', `stream header of ${length} bytes; expected 1 to ${MAX_STREAM_HEADER_BYTES}`, { expose: true });
+      header = decodeStreamHeader(await readExactly(stream, length, headerTimeout));
+      callerService = this.#admitCaller(service, method, remote);
+      verified = await this.#verifyToken(header.token, service, callerService, remote);
+    } catch (err) {
+      const code = isThemisError(err) ? err.code : 'ERR_MESH_CALL_INVALID';
+      this.#metrics.denials.inc({ code });
+      this.#log.info({ code, service, method, caller: remote.id }, 'refused a stream');
+      if (err instanceof ThemisError && err.expose) throw new ThemisError(err.code, `${err.code}: ${err.message}`, { expose: true, cause: err });
+      throw err;
+    }
+    stream.write(Buffer.of(STREAM_ACCEPTED));
+    await handler(stream, {
+      caller: callerService === undefined ? { id: remote.id } : { id: remote.id, service: callerService },
+      ...(verified === undefined
+        ? {}
+        : { principal: Object.freeze({ subject: verified.subject, issuerService: verified.issuerService, claims: verified.claims, expiresAt: verified.expiresAt }) }),
+      traceparent: header.traceparent,
+    });
   }
 
   /** Remembers a caller key (and its host) to poll for its revocation; bounded, oldest forgotten first. */
@@ -589,6 +831,10 @@ export class Mesh {
     }
     let instances = await cached.instances;
     if (instances.length === 0 && !fresh) {
+      this.#discovered.delete(service);
+      instances = await this.discover(service);
+    } else if (fresh && cached.at < now && instances.every((instance) => tried.has(instance.id))) {
+      // A retry found every cached instance tried (e.g. one rotated its key or moved): look again.
       this.#discovered.delete(service);
       instances = await this.discover(service);
     }
@@ -659,16 +905,7 @@ export class Mesh {
 /** Creates a mesh peer: starts its DHT node, joins through `bootstrap`, and in trust-domain mode loads the owner's policy. */
 export async function createMesh(init: MeshInit): Promise<Mesh> {
   const logger = init.logger ?? createLogger();
-  const node = await createDhtNode({
-    logger,
-    ...(init.identity === undefined ? {} : { identity: init.identity }),
-    ...(init.network === undefined ? {} : { network: init.network }),
-    ...(init.listen === undefined ? {} : { listen: init.listen }),
-    ...(init.client === undefined ? {} : { client: init.client }),
-    ...(init.credentials === undefined ? {} : { credentials: init.credentials }),
-    ...(init.dht === undefined ? {} : { dht: init.dht }),
-    ...(init.maintenance === undefined ? {} : { maintenance: init.maintenance }),
-  });
+  const node = await createDhtNode(nodeInit(init, logger, {}));
   const mesh = new Mesh(node, { ...init, logger });
   try {
     await mesh.start();
@@ -677,6 +914,27 @@ export async function createMesh(init: MeshInit): Promise<Mesh> {
     throw err;
   }
   return mesh;
+}
+
+/** The DHT node options of a mesh peer; `overrides` for a rotation's new node. */
+function nodeInit(
+  init: MeshInit,
+  logger: Logger,
+  overrides: { identity?: Identity; credentials?: readonly Credential[]; listen?: readonly string[] },
+): Parameters<typeof createDhtNode>[0] {
+  const identity = overrides.identity ?? init.identity;
+  const credentials = overrides.credentials ?? init.credentials;
+  const listen = overrides.listen ?? init.listen;
+  return {
+    logger,
+    ...(identity === undefined ? {} : { identity }),
+    ...(init.network === undefined ? {} : { network: init.network }),
+    ...(listen === undefined ? {} : { listen }),
+    ...(init.client === undefined ? {} : { client: init.client }),
+    ...(credentials === undefined ? {} : { credentials }),
+    ...(init.dht === undefined ? {} : { dht: init.dht }),
+    ...(init.maintenance === undefined ? {} : { maintenance: init.maintenance }),
+  };
 }
 
 /** A refusal the callee sent (its exposed "ERR_MESH_…: message"), as a typed error; else null. */
