@@ -474,6 +474,7 @@ export class Mesh {
     this.#budget.recordCall(started);
     const tried = new Set<string>();
     let lastError: unknown;
+    let openCircuits = 0;
     const cancelled = (): boolean => options.signal?.aborted === true;
     for (let attempt = 0; ; attempt++) {
       if (cancelled()) throw new ThemisError('ERR_MESH_CALL_FAILED', `call ${service}.${method} was cancelled`, { cause: options.signal?.reason });
@@ -481,12 +482,20 @@ export class Mesh {
       if (remaining <= 0) throw deadlineError(service, method, deadline - started, lastError);
       const target = await this.#pick(service, tried, attempt > 0);
       if (target === undefined) {
+        // Every instance the caller itself refused (trust-domain mode): say why, with its code.
+        if (lastError !== undefined && isCalleeRefusal(lastError)) throw lastError;
         if (lastError !== undefined) throw failed(service, method, lastError);
+        if (openCircuits > 0) {
+          throw new ThemisError('ERR_MESH_CALL_FAILED', `all ${openCircuits} listed instances of "${service}" failed repeatedly (circuit open); retry later`);
+        }
         throw new ThemisError('ERR_MESH_NO_INSTANCES', `no live instance of service "${service}" is listed in the DHT; is it provided and is this peer joined?`);
       }
       tried.add(target.instance.id);
       const t0 = Date.now();
-      if (!target.breaker.tryAcquire(t0)) continue;
+      if (!target.breaker.tryAcquire(t0)) {
+        openCircuits++;
+        continue;
+      }
       target.inFlight++;
       try {
         const conn = await this.#connect(target.instance, service);
@@ -501,6 +510,13 @@ export class Mesh {
         if (cancelled()) {
           target.breaker.onSuccess(now); // the caller gave up: no fault of the instance
           throw new ThemisError('ERR_MESH_CALL_FAILED', `call ${service}.${method} was cancelled`, { cause: err });
+        }
+        if (isCalleeRefusal(err)) {
+          // This caller may not use this instance (revoked or untrusted host, another service):
+          // no fault of the instance, so its circuit is untouched; another instance may do.
+          target.breaker.onSuccess(now);
+          lastError = err;
+          continue;
         }
         const refusal = remoteRefusal(err);
         if (refusal !== null) {
@@ -864,7 +880,8 @@ export class Mesh {
     return conn;
   }
 
-  /** In trust-domain mode the caller checks the callee too: it must be an endorsed instance of `service`. */
+  /** In trust-domain mode the caller checks the callee too: it must be an endorsed instance of `service`
+   * (a refusal here is one of CALLEE_REFUSALS). */
   #checkCallee(conn: Connection, instance: Instance, service: string): void {
     if (this.authority === null) return;
     const identified = this.authority.identify(conn.remote);
@@ -956,4 +973,22 @@ function deadlineError(service: string, method: string, deadlineMs: number, caus
 
 function failed(service: string, method: string, cause: unknown): ThemisError {
   return new ThemisError('ERR_MESH_CALL_FAILED', `call ${service}.${method} failed: ${(cause as Error | undefined)?.message ?? 'unknown error'}`, { cause });
+}
+
+/** What the caller's own check of a callee (PolicyAuthority.identify) refuses with. */
+const CALLEE_REFUSALS = new Set<string>([
+  'ERR_MESH_NO_POLICY',
+  'ERR_MESH_UNENDORSED',
+  'ERR_MESH_ENDORSEMENT_INVALID',
+  'ERR_MESH_ENDORSEMENT_EXPIRED',
+  'ERR_MESH_WRONG_DOMAIN',
+  'ERR_MESH_UNTRUSTED_HOST',
+  'ERR_MESH_REVOKED',
+  'ERR_MESH_WRONG_INSTANCE',
+  'ERR_MESH_UNKNOWN_SERVICE',
+  'ERR_MESH_DIGEST_NOT_ALLOWED',
+]);
+
+function isCalleeRefusal(err: unknown): err is ThemisError {
+  return isThemisError(err) && CALLEE_REFUSALS.has(err.code);
 }
