@@ -12,14 +12,11 @@
  *   {"cmd":"profile-start"}              start the in-process CPU profiler
  *   {"cmd":"profile-stop","path":FILE}   stop it and write FILE
  */
-import { once } from 'node:events';
-import { createServer as createTcpServer, type AddressInfo, type Server } from 'node:net';
-import { createInterface } from 'node:readline';
+import { createServer as createTcpServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { createServer as createTlsServer } from 'node:tls';
 import { serveFramed } from './lib/framed.js';
-import { readTlsMaterial } from './lib/certs.js';
 import { SliceProfiler } from './lib/profiler.js';
+import { listen, listenTlsEcho, runServerMain } from './lib/server-main.js';
 import { BENCH_NETWORK, THEMIS_SERVER_LIMITS, themisChannelLimits } from './lib/themis.js';
 
 export interface ChannelServerInfo {
@@ -36,36 +33,10 @@ const { values } = parseArgs({
   },
 });
 
-async function listen(server: Server): Promise<number> {
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return (server.address() as AddressInfo).port;
-}
-
 async function main(): Promise<void> {
   const tcpPort = await listen(createTcpServer({ noDelay: true }, serveFramed));
 
-  let tlsPort: number | null = null;
-  if (values['tls-dir'] !== undefined) {
-    const tls = readTlsMaterial(values['tls-dir']);
-    const server = createTlsServer(
-      {
-        key: tls.serverKey,
-        cert: tls.serverCert,
-        ca: tls.ca,
-        requestCert: true,
-        rejectUnauthorized: true,
-        minVersion: 'TLSv1.3',
-        maxVersion: 'TLSv1.3',
-        noDelay: true,
-      },
-      serveFramed,
-    );
-    server.on('tlsClientError', () => {
-      // A client that closes mid-handshake is normal at the end of a timed phase.
-    });
-    tlsPort = await listen(server);
-  }
+  const tlsPort = values['tls-dir'] === undefined ? null : await listenTlsEcho(values['tls-dir']);
 
   let themis: ChannelServerInfo['themis'] = null;
   if (!values['no-themis']) {
@@ -88,17 +59,6 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(info)}\n`);
 }
 
-/** No graceful close: the client is gone or done, and a prompt exit lets --cpu-prof write. */
-function stop(code: number): void {
-  process.exit(code);
-}
-
-process.on('SIGTERM', () => stop(0));
-process.on('SIGINT', () => stop(0));
-// The parent holds our stdin open; when it goes away (even by SIGKILL), so do we.
-process.stdin.on('end', () => stop(0));
-process.stdin.on('error', () => stop(0));
-
 export type ServerCommand = { cmd: 'cpu' } | { cmd: 'profile-start' } | { cmd: 'profile-stop'; path: string };
 
 let profiler: SliceProfiler | null = null;
@@ -119,14 +79,4 @@ async function command(line: string): Promise<object> {
       throw new Error(`unknown command ${line}`);
   }
 }
-createInterface({ input: process.stdin }).on('line', (line) => {
-  command(line).then(
-    (result) => process.stdout.write(`${JSON.stringify({ ok: true, ...result })}\n`),
-    (err: unknown) => process.stdout.write(`${JSON.stringify({ ok: false, error: err instanceof Error ? err.message : String(err) })}\n`),
-  );
-});
-
-main().catch((err: unknown) => {
-  process.stderr.write(`channel-server: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  stop(1);
-});
+runServerMain('channel-server', main, command);

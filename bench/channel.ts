@@ -18,17 +18,16 @@
  * Writes bench/results/channel.json with per-mode figures, ratios (Themis ÷ baseline from this run)
  * and the targets they are held to.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { ChannelServerInfo, ServerCommand } from './channel-server.js';
-import { BENCH_DIR, Cleanup, Progress, REPO_ROOT, RESULTS_DIR, UsageError, machineBusyMs, machineInfo, writeJson, type BenchContext } from './lib/bench.js';
+import { BENCH_DIR, Cleanup, Progress, RESULTS_DIR, UsageError, machineBusyMs, machineInfo, writeJson, type BenchContext } from './lib/bench.js';
 import { TLS_KEY_TYPES, generateTlsMaterial, type TlsKeyType, type TlsMaterial } from './lib/certs.js';
 import { MODE_IDS, themisModes, tcpMode, tlsMode, type BenchConnection, type Mode, type ModeId } from './lib/modes.js';
 import { SliceProfiler } from './lib/profiler.js';
+import { startServerProcess } from './lib/server-process.js';
 import { LatencyRecorder, round } from './lib/stats.js';
 
 export const description = 'handshakes/s, first response, request/response and bulk: plain TCP, TLS 1.3 mTLS, Themis XX and IK';
@@ -42,10 +41,8 @@ const RR_IN_FLIGHT = 64;
 const HANDSHAKE_CONCURRENCY = 16;
 /** Closes started but not finished before a handshake loop waits for them (bounded server load). */
 const CLOSE_BACKLOG = 64;
-const SERVER_START_TIMEOUT_MS = 60_000;
 /** Warn when the rest of the machine used this much of a core while a figure was measured. */
 const BUSY_MACHINE_PERCENT = 25;
-const SERVER_EXIT_TIMEOUT_MS = 10_000;
 
 interface Timing {
   /** Per mode and phase, before measuring. */
@@ -251,79 +248,13 @@ interface ServerReply {
 }
 
 async function startServer(args: string[], nodeArgs: string[], cleanup: Cleanup): Promise<ServerHandle> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', SERVER_SCRIPT, ...args], {
-    cwd: REPO_ROOT,
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  child.stdin?.on('error', () => undefined);
-  cleanup.add('stop the server process', () => stopChild(child));
-  if (child.stdout === null || child.stdin === null) throw new Error('no pipes to the server process');
-  const stdin = child.stdin;
-  const lines = createInterface({ input: child.stdout });
-  // Anything else the server prints (e.g. with --server-node-arg=--trace-gc) goes to stderr.
-  const forward = (line: string): void => {
-    process.stderr.write(`[server] ${line}\n`);
+  const { info, send } = await startServerProcess<ChannelServerInfo>(SERVER_SCRIPT, args, nodeArgs, cleanup);
+  const command = async (message: ServerCommand): Promise<ServerReply> => {
+    const answer = JSON.parse(await send(message)) as ServerReply;
+    if (!answer.ok) throw new Error(`server: ${message.cmd} failed: ${answer.error ?? 'no reason given'}`);
+    return answer;
   };
-  const replies: ((line: string) => void)[] = [];
-  const info = await new Promise<ChannelServerInfo>((resolve, reject) => {
-    const settle = (err: Error | null, value?: ChannelServerInfo): void => {
-      clearTimeout(timer);
-      child.off('error', onError);
-      child.off('exit', onExit);
-      lines.off('line', onLine);
-      if (err !== null) reject(err);
-      else resolve(value as ChannelServerInfo);
-    };
-    const onError = (err: Error): void => settle(new Error(`cannot start the server process: ${err.message}`));
-    const onExit = (code: number | null, signal: string | null): void =>
-      settle(new Error(`the server process exited (${signal ?? `code ${code}`}) before it was ready; its stderr is above`));
-    const onLine = (line: string): void => {
-      if (!line.startsWith('{')) return forward(line);
-      try {
-        settle(null, JSON.parse(line) as ChannelServerInfo);
-      } catch {
-        settle(new Error(`the server process printed something other than its JSON line: ${line.slice(0, 200)}`));
-      }
-    };
-    const timer = setTimeout(() => settle(new Error(`the server process was not ready within ${SERVER_START_TIMEOUT_MS / 1000} s`)), SERVER_START_TIMEOUT_MS);
-    child.once('error', onError);
-    child.once('exit', onExit);
-    lines.on('line', onLine);
-  });
-  lines.on('line', (line) => (line.startsWith('{') ? replies.shift()?.(line) : forward(line)));
-  child.once('exit', (code, signal) => {
-    if (!stoppingChildren.has(child)) process.stderr.write(`\nthe server process exited during the run (${signal ?? `code ${code}`})\n`);
-    for (const reply of replies.splice(0)) reply('{"ok":false,"error":"the server process exited"}');
-  });
-  const command = (message: ServerCommand): Promise<ServerReply> =>
-    new Promise((resolve, reject) => {
-      replies.push((line) => {
-        const answer = JSON.parse(line) as ServerReply;
-        if (answer.ok) resolve(answer);
-        else reject(new Error(`server: ${message.cmd} failed: ${answer.error ?? 'no reason given'}`));
-      });
-      stdin.write(`${JSON.stringify(message)}\n`);
-    });
   return { info, command };
-}
-
-const stoppingChildren = new WeakSet<ChildProcess>();
-
-/** Closes the child's stdin (it exits on its own, writing any --cpu-prof profile); SIGKILL if it lingers. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  stoppingChildren.add(child);
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.stdin?.end();
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), SERVER_EXIT_TIMEOUT_MS);
-  });
-  if ((await Promise.race([exited, late])) === 'late') {
-    child.kill('SIGKILL');
-    await exited;
-  }
-  clearTimeout(timer);
 }
 
 // ---------------------------------------------------------------------------------------------

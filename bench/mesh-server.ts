@@ -11,13 +11,8 @@
  * Control commands arrive as JSON lines on stdin, each answered with one JSON line on stdout:
  *   {"cmd":"cpu"}   this process's CPU time so far (process.cpuUsage())
  */
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import { createInterface } from 'node:readline';
-import { createServer as createTlsServer } from 'node:tls';
 import { parseArgs } from 'node:util';
-import { readTlsMaterial } from './lib/certs.js';
-import { serveFramed } from './lib/framed.js';
+import { listenTlsEcho, runServerMain } from './lib/server-main.js';
 
 export interface MeshServerInfo {
   readonly pid: number;
@@ -54,27 +49,7 @@ async function main(): Promise<void> {
   const address = mesh.addresses[0];
   if (address === undefined) throw new Error('the mesh instance has no listen address');
 
-  let tlsPort: number | null = null;
-  if (values['tls-dir'] !== undefined) {
-    const tls = readTlsMaterial(values['tls-dir']);
-    const server = createTlsServer(
-      {
-        key: tls.serverKey,
-        cert: tls.serverCert,
-        ca: tls.ca,
-        requestCert: true,
-        rejectUnauthorized: true,
-        minVersion: 'TLSv1.3',
-        maxVersion: 'TLSv1.3',
-        noDelay: true,
-      },
-      serveFramed,
-    );
-    server.on('tlsClientError', () => undefined);
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    tlsPort = (server.address() as AddressInfo).port;
-  }
+  const tlsPort = values['tls-dir'] === undefined ? null : await listenTlsEcho(values['tls-dir']);
 
   const info: MeshServerInfo = {
     pid: process.pid,
@@ -88,29 +63,10 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(info)}\n`);
 }
 
-/** No graceful close: the client is gone or done. */
-function stop(code: number): void {
-  process.exit(code);
+function command(line: string): object {
+  const message = JSON.parse(line) as { cmd?: string };
+  if (message.cmd === 'cpu') return { cpu: process.cpuUsage() };
+  throw new Error(`unknown command ${line}`);
 }
 
-process.on('SIGTERM', () => stop(0));
-process.on('SIGINT', () => stop(0));
-// The parent holds our stdin open; when it goes away (even by SIGKILL), so do we.
-process.stdin.on('end', () => stop(0));
-process.stdin.on('error', () => stop(0));
-
-createInterface({ input: process.stdin }).on('line', (line) => {
-  let reply: object;
-  try {
-    const message = JSON.parse(line) as { cmd?: string };
-    reply = message.cmd === 'cpu' ? { ok: true, cpu: process.cpuUsage() } : { ok: false, error: `unknown command ${line}` };
-  } catch (err) {
-    reply = { ok: false, error: err instanceof Error ? err.message : String(err) };
-  }
-  process.stdout.write(`${JSON.stringify(reply)}\n`);
-});
-
-main().catch((err: unknown) => {
-  process.stderr.write(`mesh-server: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  stop(1);
-});
+runServerMain('mesh-server', main, command);

@@ -17,15 +17,14 @@
  * Writes bench/results/mesh.json: `addedMs` {p50, p99} = call − channel latency (goal: p99 ≤ 0.3 ms),
  * `ratios` {call_vs_channel_rps, call_vs_tls_rps}, the raw figures and the machine.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { BENCH_DIR, Cleanup, Progress, REPO_ROOT, RESULTS_DIR, UsageError, machineBusyMs, machineInfo, writeJson, type BenchContext } from './lib/bench.js';
+import { BENCH_DIR, Cleanup, Progress, RESULTS_DIR, UsageError, machineBusyMs, machineInfo, writeJson, type BenchContext } from './lib/bench.js';
 import { TLS_KEY_TYPES, generateTlsMaterial, type TlsKeyType } from './lib/certs.js';
 import { tlsMode, type BenchConnection } from './lib/modes.js';
+import { startServerProcess } from './lib/server-process.js';
 import { LatencyRecorder, round, type LatencySummary } from './lib/stats.js';
 import type { MeshServerInfo } from './mesh-server.js';
 
@@ -35,8 +34,6 @@ const RR_BYTES = 1024;
 /** Goal of the issue: call() adds at most this much p99 latency over the bare channel. */
 const ADDED_P99_TARGET_MS = 0.3;
 const CALL_DEADLINE_MS = 5_000;
-const SERVER_START_TIMEOUT_MS = 60_000;
-const SERVER_EXIT_TIMEOUT_MS = 10_000;
 const BUSY_MACHINE_PERCENT = 25;
 
 interface Timing {
@@ -131,76 +128,14 @@ interface ServerHandle {
   cpu(): Promise<NodeJS.CpuUsage>;
 }
 
-const stoppingChildren = new WeakSet<ChildProcess>();
-
 async function startServer(args: string[], cleanup: Cleanup): Promise<ServerHandle> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SERVER_SCRIPT, ...args], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
-  child.stdin?.on('error', () => undefined);
-  cleanup.add('stop the server process', () => stopChild(child));
-  if (child.stdout === null || child.stdin === null) throw new Error('no pipes to the server process');
-  const stdin = child.stdin;
-  const lines = createInterface({ input: child.stdout });
-  const forward = (line: string): void => {
-    process.stderr.write(`[server] ${line}\n`);
+  const { info, send } = await startServerProcess<MeshServerInfo>(SERVER_SCRIPT, args, [], cleanup);
+  const cpu = async (): Promise<NodeJS.CpuUsage> => {
+    const answer = JSON.parse(await send({ cmd: 'cpu' })) as { ok: boolean; error?: string; cpu?: NodeJS.CpuUsage };
+    if (answer.ok && answer.cpu !== undefined) return answer.cpu;
+    throw new Error(`server: cpu failed: ${answer.error ?? 'no CPU time in the reply'}`);
   };
-  const info = await new Promise<MeshServerInfo>((resolve, reject) => {
-    const settle = (err: Error | null, value?: MeshServerInfo): void => {
-      clearTimeout(timer);
-      child.off('error', onError);
-      child.off('exit', onExit);
-      lines.off('line', onLine);
-      if (err !== null) reject(err);
-      else resolve(value as MeshServerInfo);
-    };
-    const onError = (err: Error): void => settle(new Error(`cannot start the server process: ${err.message}`));
-    const onExit = (code: number | null, signal: string | null): void =>
-      settle(new Error(`the server process exited (${signal ?? `code ${code}`}) before it was ready; its stderr is above`));
-    const onLine = (line: string): void => {
-      if (!line.startsWith('{')) return forward(line);
-      try {
-        settle(null, JSON.parse(line) as MeshServerInfo);
-      } catch {
-        settle(new Error(`the server process printed something other than its JSON line: ${line.slice(0, 200)}`));
-      }
-    };
-    const timer = setTimeout(() => settle(new Error(`the server process was not ready within ${SERVER_START_TIMEOUT_MS / 1000} s`)), SERVER_START_TIMEOUT_MS);
-    child.once('error', onError);
-    child.once('exit', onExit);
-    lines.on('line', onLine);
-  });
-  const replies: ((line: string) => void)[] = [];
-  lines.on('line', (line) => (line.startsWith('{') ? replies.shift()?.(line) : forward(line)));
-  child.once('exit', (code, signal) => {
-    if (!stoppingChildren.has(child)) process.stderr.write(`\nthe server process exited during the run (${signal ?? `code ${code}`})\n`);
-    for (const reply of replies.splice(0)) reply('{"ok":false,"error":"the server process exited"}');
-  });
-  const cpu = (): Promise<NodeJS.CpuUsage> =>
-    new Promise((resolve, reject) => {
-      replies.push((line) => {
-        const answer = JSON.parse(line) as { ok: boolean; error?: string; cpu?: NodeJS.CpuUsage };
-        if (answer.ok && answer.cpu !== undefined) resolve(answer.cpu);
-        else reject(new Error(`server: cpu failed: ${answer.error ?? 'no CPU time in the reply'}`));
-      });
-      stdin.write('{"cmd":"cpu"}\n');
-    });
   return { info, cpu };
-}
-
-/** Closes the child's stdin (it exits on its own); SIGKILL if it lingers. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  stoppingChildren.add(child);
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.stdin?.end();
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), SERVER_EXIT_TIMEOUT_MS);
-  });
-  if ((await Promise.race([exited, late])) === 'late') {
-    child.kill('SIGKILL');
-    await exited;
-  }
-  clearTimeout(timer);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,21 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { CLI, cliRunner } from './helpers/cli.js';
 
-const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
-
-function themis(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 99, stdout, stderr });
-    });
-  });
-}
+const themis = cliRunner(60_000);
 
 async function node(t: { after: (fn: () => Promise<void>) => void }, ...args: string[]): Promise<{ id: string; addr: string }> {
   const child = spawn(process.execPath, [CLI, 'node', '--listen', 'tcp://127.0.0.1:0', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,34 +1,16 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { parsePolicyYaml } from '../../src/mesh/index.js';
+import { CLI, cliRunner, cliJsonRunner } from './helpers/cli.js';
 
-const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const themis = cliRunner(60_000);
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function themis(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 99, stdout, stderr });
-    });
-  });
-}
-
-async function ok(...args: string[]): Promise<Record<string, unknown>> {
-  const run = await themis(...args);
-  assert.equal(run.code, 0, `themis ${args.join(' ')}: ${run.stderr}`);
-  return JSON.parse(run.stdout) as Record<string, unknown>;
-}
+const ok = cliJsonRunner(60_000);
 
 /** A long-running themis command (node, provide), killed in t.after; resolves with its first JSON line. */
 async function daemon(t: { after: (fn: () => Promise<void>) => void }, ...args: string[]): Promise<Record<string, string>> {

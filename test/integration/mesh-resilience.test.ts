@@ -7,7 +7,7 @@
  * (`npm run build`), like cli-mesh.test.ts.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,8 +19,8 @@ import { fromBase32 } from '../../src/core/bytes.js';
 import { isThemisError } from '../../src/core/errors.js';
 import { networkConfig, readKeyFile } from '../../src/identity/index.js';
 import { createMesh, endorsementCredential, type Mesh } from '../../src/mesh/index.js';
+import { CLI, cliJsonRunner } from './helpers/cli.js';
 
-const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const INSTANCE = fileURLToPath(new URL('./fixtures/mesh-instance.mjs', import.meta.url));
 /** The CLI's network (default puzzle difficulties): the in-process caller must match it. */
 const network = networkConfig({});
@@ -29,25 +29,7 @@ interface Closer {
   after(fn: () => Promise<void> | void): void;
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function themis(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 99, stdout, stderr });
-    });
-  });
-}
-
-async function ok(...args: string[]): Promise<Record<string, unknown>> {
-  const run = await themis(...args);
-  assert.equal(run.code, 0, `themis ${args.join(' ')}: ${run.stderr}`);
-  return JSON.parse(run.stdout) as Record<string, unknown>;
-}
+const ok = cliJsonRunner(30_000);
 
 interface Daemon {
   readonly child: ChildProcess;
