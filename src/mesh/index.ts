@@ -9,6 +9,7 @@ export {
   isName,
   openPolicyRecord,
   parsePolicyYaml,
+  policyToPlain,
   policyToYaml,
   signPolicy,
   type OpenedPolicy,

@@ -452,9 +452,9 @@ function describe(node: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
-/** The YAML source form of a policy, for `themis policy show`; parsePolicyYaml reads it back. */
-export function policyToYaml(policy: Policy): string {
-  const doc = new Document({
+/** A policy as plain JSON-able values in its source form (keys in base32, digests in hex). */
+export function policyToPlain(policy: Policy): Record<string, unknown> {
+  return {
     trustDomain: policy.trustDomain,
     seq: policy.seq,
     hosts: policy.hosts.map((host) => ({ name: host.name, key: toBase32(host.key) })),
@@ -463,7 +463,12 @@ export function policyToYaml(policy: Policy): string {
     revoked: policy.revoked.map(toBase32),
     tokenIssuers: [...policy.tokenIssuers],
     refreshSeconds: policy.refreshSeconds,
-  });
+  };
+}
+
+/** The YAML source form of a policy, for `themis policy show`; parsePolicyYaml reads it back. */
+export function policyToYaml(policy: Policy): string {
+  const doc = new Document(policyToPlain(policy));
   // One line per service and per rule, as people write them.
   const services = doc.get('services', true);
   if (isMap(services)) for (const pair of services.items) if (isMap(pair.value)) pair.value.flow = true;

@@ -12,12 +12,12 @@ import {
   openEndorsement,
   openPolicyRecord,
   parsePolicyYaml,
+  policyToPlain,
   policyToYaml,
   signPolicy,
   type Mesh,
   type MeshInit,
   type OpenedPolicy,
-  type Policy,
 } from '../../mesh/index.js';
 import { jsonOption, networkFrom, networkOptions, parseKey32, parsePositiveInt, UsageError } from '../options.js';
 import { printJson, printLine } from '../output.js';
@@ -94,19 +94,6 @@ async function fetchPolicy(node: DhtNode, owner: Buffer, network: NetworkConfig)
     }
   }
   return null;
-}
-
-function policyJson(policy: Policy): Record<string, unknown> {
-  return {
-    trustDomain: policy.trustDomain,
-    seq: policy.seq,
-    hosts: policy.hosts.map((host) => ({ name: host.name, key: toBase32(host.key) })),
-    services: Object.fromEntries(policy.services.map((service) => [service.name, { digests: service.digests.map(toHex) }])),
-    rules: policy.rules.map((rule) => ({ from: rule.from, to: rule.to, methods: [...rule.methods] })),
-    revoked: policy.revoked.map(toBase32),
-    tokenIssuers: [...policy.tokenIssuers],
-    refreshSeconds: policy.refreshSeconds,
-  };
 }
 
 function template(trustDomain: string, hosts: readonly { name: string; key: string }[] = []): string {
@@ -255,7 +242,7 @@ export function registerMesh(program: Command): void {
     const owner = parseKey32(opts.owner, '--owner');
     const found = await withClient(opts.via, network, (node) => fetchPolicy(node, owner, network));
     if (found === null) throw new ThemisError('ERR_MESH_NO_POLICY', `no valid policy of owner ${opts.owner} in the DHT`);
-    if (opts.json === true) printJson({ owner: toBase32(found.owner), seq: found.seq, policy: policyJson(found.policy) });
+    if (opts.json === true) printJson({ owner: toBase32(found.owner), seq: found.seq, policy: policyToPlain(found.policy) });
     else process.stdout.write(policyToYaml(found.policy));
   });
 
