@@ -1,47 +1,12 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { toBase32 } from '../../src/core/bytes.js';
 import { isThemisError } from '../../src/core/errors.js';
-import { createDhtNode, type DhtNode } from '../../src/dht/index.js';
 import { CredentialType } from '../../src/handshake/index.js';
-import { Identity } from '../../src/identity/index.js';
-import { createMesh, endorse, endorsementCredential, parsePolicyYaml, signPolicy, verifyRotationChain, type Mesh, type MeshInit } from '../../src/mesh/index.js';
+import { verifyRotationChain } from '../../src/mesh/index.js';
 import type { Connection } from '../../src/transport/index.js';
-import { testNetwork } from '../../src/testing/index.js';
-
-const network = testNetwork();
-const LISTEN = 'tcp://127.0.0.1:0';
-const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();
-
-interface Closer {
-  after(fn: () => Promise<void>): void;
-}
-
-async function startDht(t: Closer): Promise<{ servers: DhtNode[]; bootstrap: string[] }> {
-  const servers: DhtNode[] = [];
-  t.after(async () => {
-    await Promise.all(servers.map((node) => node.leave()));
-  });
-  for (let i = 0; i < 3; i++) servers.push(await createDhtNode({ network, listen: LISTEN, maintenance: false }));
-  const bootstrap = [`${servers[0]!.id}@${servers[0]!.peer.addresses[0]!}`];
-  for (const node of servers.slice(1)) await node.join(bootstrap);
-  return { servers, bootstrap };
-}
-
-function meshes(t: Closer): (init: MeshInit) => Promise<Mesh> {
-  const started: Mesh[] = [];
-  t.after(async () => {
-    await Promise.all(started.map((mesh) => mesh.close()));
-  });
-  return async (init) => {
-    const mesh = await createMesh({ network, maintenance: false, ...init });
-    started.push(mesh);
-    return mesh;
-  };
-}
+import { LISTEN, meshes, microbank, startDht } from './helpers/mesh.js';
 
 /** Reads a whole stream (the callee ends it). */
 async function readAll(stream: Duplex): Promise<string> {
@@ -93,30 +58,7 @@ test('open mode: stream() opens a byte stream with its header; the handler reads
 
 test('trust-domain mode: a stream is authorized when it opens; a refused one rejects typed', async (t) => {
   const { servers, bootstrap } = await startDht(t);
-  const owner = Identity.generate(network);
-  const host = Identity.generate(network);
-  const code = { users: sha256('users v1'), gateway: sha256('gateway v1') };
-  const policy = parsePolicyYaml(`trustDomain: microbank
-seq: 1
-hosts:
-  - name: host-1
-    key: ${toBase32(host.publicKey)}
-services:
-  users: { digests: ["${code.users.toString('hex')}"] }
-  gateway: { digests: ["${code.gateway.toString('hex')}"] }
-rules:
-  - { from: gateway, to: users, methods: [feed] }
-revoked: []
-tokenIssuers: [gateway]
-refreshSeconds: 30
-`);
-  await servers[0]!.store(signPolicy(owner, policy));
-  const trust = { owner: owner.publicKey };
-  const endorsed = (service: 'users' | 'gateway'): Pick<MeshInit, 'identity' | 'credentials'> => {
-    const identity = Identity.generate(network);
-    const bytes = endorse(host, { instancePub: identity.publicKey, trustDomain: 'microbank', service, codeDigest: code[service] });
-    return { identity, credentials: [endorsementCredential(bytes)] };
-  };
+  const { trust, endorsed } = await microbank(servers[0]!, ['feed']);
   const start = meshes(t);
   const users = await start({ listen: LISTEN, bootstrap, trust, ...endorsed('users') });
   let opened = 0;
