@@ -198,6 +198,11 @@ export class Channel<R = unknown> extends EventEmitter {
     return this.#state === CLOSED;
   }
 
+  /** True while new streams may be opened: neither side has sent GOAWAY (§4.7). */
+  get open(): boolean {
+    return this.#state === OPEN;
+  }
+
   get stats(): ChannelStats {
     return {
       openStreams: this.#streams.size,

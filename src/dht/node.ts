@@ -453,6 +453,9 @@ export class DhtNode extends EventEmitter {
       this.outbound.set(key, existing);
       return existing.then((conn) => (conn.closed ? this.redial(key, contact) : conn));
     }
+    // A connection the contact opened to us proves the same identity: no second handshake.
+    const open = this.peer.connectionTo(contact.nodeId);
+    if (open !== undefined) return Promise.resolve(open);
     return this.redial(key, contact);
   }
 
@@ -462,7 +465,7 @@ export class DhtNode extends EventEmitter {
 
   /** Tries the contact's addresses in order, with IK (its signed static key) and its NodeId expected. */
   private async dialContact(contact: Contact): Promise<Connection> {
-    let last: unknown = new ThemisError('ERR_DHT_CONTACT_INVALID', `contact ${contact.id} lists no address`);
+    let last: unknown;
     for (const address of contact.addresses) {
       try {
         return await this.dialer(this.peer, address, { expect: contact.nodeId, remoteStatic: contact.noiseStatic, signal: this.closing.signal });
@@ -470,7 +473,7 @@ export class DhtNode extends EventEmitter {
         last = err;
       }
     }
-    throw last;
+    throw last ?? new ThemisError('ERR_DHT_CONTACT_INVALID', `contact ${contact.id} lists no address`);
   }
 
   private pool(key: string, pending: Promise<Connection>, contact: Contact): Promise<Connection> {

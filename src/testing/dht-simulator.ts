@@ -19,7 +19,8 @@ export interface SimulationOptions {
   /** RPC timeout; adversaries that drop queries cost this much per query. Default 2 s: long
    *  enough that an honest node slowed by a saturated CPU is not taken for a dropping one. */
   readonly requestTimeoutMs?: number;
-  /** Lookups (and joins) in flight at once. Default 16: more only queues work on a saturated CPU and turns honest slowness into timeouts. */
+  /** Joins in flight at once, and lookups when d = α (fewer for larger d: the queries in flight
+   *  stay 16·α). Default 16: more only queues work on a saturated CPU and turns honest slowness into timeouts. */
   readonly concurrency?: number;
   /** Also measure these path counts on the same network (the same lookups), for comparison. */
   readonly compare?: readonly number[];
@@ -47,6 +48,9 @@ export interface SimulationResult extends LookupRound {
   /** The rounds of `compare`, on the same network and the same lookups. */
   readonly comparison: LookupRound[];
 }
+
+/** How long a simulated node keeps a connection with no stream open. */
+const IDLE_CONNECTION_MS = 30_000;
 
 /** mulberry32: a small seeded PRNG so a run can be repeated. */
 function prng(seed: number): () => number {
@@ -116,6 +120,9 @@ async function simulate(options: SimulationOptions, started: number): Promise<Si
       dialer: (peer, address, opts) => net.dial(peer, address, opts),
       dht: { k: options.k, alpha: options.alpha, disjoint: options.disjoint, requestTimeoutMs: timeout, maxOutbound: 16 },
       limits: { maxConnections: 1 << 20, maxConnectionsPerIp: 1 << 20, maxPendingHandshakes: 1 << 20 },
+      // Connections idle this long close (GOAWAY), as on a node short of memory: a 10,000-node
+      // run then holds the connections in use, not every one ever opened; redials use IK.
+      channel: { idleTimeoutMs: IDLE_CONNECTION_MS },
     });
     net.attach(node.peer);
     nodes.push(node);
@@ -129,7 +136,7 @@ async function simulate(options: SimulationOptions, started: number): Promise<Si
   let joined = 0;
   await pool(joinOrder, Math.min(concurrency, 16), async (node, index) => {
     const via = nodes[Math.floor(random() * (index + 1))]!;
-    await node.join([`${via.id}@${via.peer.addresses[0]!}`], { disjoint: 1, refreshBuckets: 1 }).catch(() => undefined);
+    await node.join([`${via.id}@${via.peer.addresses[0]!}`], { disjoint: 1, refreshBuckets: 0 }).catch(() => undefined);
     if (++joined % 64 === 0) progress('join', joined, joinOrder.length);
   });
   progress('join', joinOrder.length, joinOrder.length);
@@ -152,7 +159,10 @@ async function simulate(options: SimulationOptions, started: number): Promise<Si
   const m = badCount / options.nodes;
   const rounds: LookupRound[] = [];
   for (const disjoint of [options.disjoint, ...(options.compare ?? [])]) {
-    rounds.push(await measureRound(pairs, disjoint, m, concurrency, (done) => progress('lookups', done, pairs.length)));
+    // The same queries in flight whatever d is: a d = 8 lookup sends 8α at once, so fewer of them
+    // run together; else a saturated CPU turns honest answers into timeouts only for large d.
+    const inFlight = Math.max(1, Math.min(concurrency, Math.floor((concurrency * options.alpha) / disjoint)));
+    rounds.push(await measureRound(pairs, disjoint, m, inFlight, (done) => progress('lookups', done, pairs.length)));
   }
   const lookupsDone = performance.now();
   await Promise.all(nodes.map((node) => node.leave()));

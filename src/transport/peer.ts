@@ -82,6 +82,8 @@ export class Peer extends EventEmitter {
   readonly network: NetworkConfig;
   readonly limits: PeerLimits;
   readonly connections = new Set<Connection>();
+  /** NodeId (hex) → the newest connection with that peer, either direction. */
+  private readonly byNode = new Map<string, Connection>();
   private readonly logger: Logger;
   private readonly servers: Server[] = [];
   private readonly boundAddresses: string[] = [];
@@ -147,6 +149,15 @@ export class Peer extends EventEmitter {
       this.servers.push(server);
       this.boundAddresses.push(bound);
     }
+  }
+
+  /**
+   * An open connection with this NodeId, dialled or accepted, if there is one: the handshake
+   * proved who is at the other end, so either side may open streams on it (§4.2).
+   */
+  connectionTo(nodeId: Uint8Array): Connection | undefined {
+    const conn = this.byNode.get(Buffer.from(nodeId.buffer, nodeId.byteOffset, nodeId.byteLength).toString('hex'));
+    return conn !== undefined && conn.open ? conn : undefined;
   }
 
   /** Dials `tcp://host:port`, runs the handshake (IK when the static key is known, else XX). */
@@ -262,8 +273,11 @@ export class Peer extends EventEmitter {
         logger: this.logger,
       });
       this.connections.add(conn);
+      const node = remote.nodeId.toString('hex');
+      this.byNode.set(node, conn);
       conn.once('close', (err?: ThemisError) => {
         this.connections.delete(conn);
+        if (this.byNode.get(node) === conn) this.byNode.delete(node);
         if (err !== undefined) this.logger.debug({ peer: remote.id, code: err.code }, err.message);
       });
       // docs/protocol.md §7: an IK message 1 can be replayed; the initiator is really there only

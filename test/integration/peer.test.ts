@@ -94,3 +94,23 @@ test('closing a peer sends GOAWAY and lets in-flight requests finish', async (t)
   await closing;
   await assert.rejects(conn.request('slow', Buffer.from('late')), (e) => isThemisError(e));
 });
+
+test('connectionTo finds the open connection with a NodeId in either direction, and forgets it once closing', async (t) => {
+  const { server, client } = await echoServer(t);
+  client.handle('echo', (body) => body);
+  assert.equal(server.connectionTo(client.nodeId), undefined);
+  const accepted = new Promise<void>((resolve) => server.once('connection', () => resolve()));
+  const dialed = await client.dial(server.addresses[0]!, { expect: server.id });
+  await accepted;
+  assert.equal(client.connectionTo(server.nodeId), dialed);
+  const reverse = server.connectionTo(client.nodeId);
+  assert.ok(reverse !== undefined);
+  // The accepting side opens its own streams on the dialler's connection (even stream ids).
+  assert.equal((await reverse.request('echo', Buffer.from('back'))).toString(), 'back');
+  assert.equal(server.connectionTo(server.nodeId), undefined);
+  const closed = new Promise<void>((resolve) => reverse.once('close', () => resolve()));
+  const closing = dialed.close();
+  assert.equal(client.connectionTo(server.nodeId), undefined, 'a draining connection is not offered');
+  await Promise.all([closing, closed]);
+  assert.equal(server.connectionTo(client.nodeId), undefined);
+});
