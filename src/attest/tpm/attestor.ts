@@ -1,0 +1,108 @@
+import type { Credential } from '../../handshake/index.js';
+import type { Identity } from '../../identity/index.js';
+import type { HostAttestor, InstanceMeasurement } from '../attestor.js';
+import { assertNonce } from '../code-digest.js';
+import { bindAk, encodeTpmEvidence, qualifyingData, tpmCredential } from '../evidence.js';
+import { EventLog, assertMeasurement, measurementEvent, measurementKey, type Measurement } from '../measurement.js';
+import { parseAkPublic, type AkPublic } from './structures.js';
+import { DEFAULT_AK_HANDLE, MEASUREMENT_PCR, Tpm2Tools } from './tpm2-tools.js';
+
+export interface TpmAttestorInit {
+  /** Persistent handle of the attestation key; created there when empty. Default 0x81010002. */
+  readonly akHandle?: number;
+}
+
+/**
+ * TPM 2.0 attestation through tpm2-tools (docs/attestation.md §2–3): an AK persisted in the TPM and
+ * bound to the host's Themis key; each distinct measurement extends PCR 16 and is appended to
+ * the event log; a verifier's nonce is answered with a quote of PCR 16 and the log.
+ * Commands run one at a time (Tpm2Tools.exclusive), so the log always matches the PCR it is
+ * quoted with.
+ */
+export class TpmAttestor implements HostAttestor {
+  readonly kind = 'tpm';
+  readonly hostPub: Buffer;
+  readonly ak: AkPublic;
+  readonly #tools: Tpm2Tools;
+  readonly #handle: number;
+  readonly #binding: Buffer;
+  readonly #log = new EventLog();
+  /** Measurements being extended, so concurrent cold starts of one function extend once. */
+  readonly #pending = new Map<string, Promise<void>>();
+
+  private constructor(tools: Tpm2Tools, host: Identity, handle: number, ak: AkPublic) {
+    this.#tools = tools;
+    this.#handle = handle;
+    this.ak = ak;
+    this.hostPub = Buffer.from(host.publicKey);
+    this.#binding = bindAk(host, ak.area);
+  }
+
+  /** Opens the TPM, loads or creates the AK, and resets PCR 16 so the log starts empty. */
+  static async open(spec: string, host: Identity, init: TpmAttestorInit = {}): Promise<TpmAttestor> {
+    const handle = init.akHandle ?? DEFAULT_AK_HANDLE;
+    const tools = await Tpm2Tools.open(spec);
+    try {
+      const area = await tools.exclusive(async () => {
+        const area = (await tools.readPublic(handle)) ?? (await tools.createAk(handle));
+        await tools.pcrReset(MEASUREMENT_PCR);
+        return area;
+      });
+      return new TpmAttestor(tools, host, handle, parseAkPublic(area));
+    } catch (err) {
+      await tools.close();
+      throw err;
+    }
+  }
+
+  /** The AK binding: the host's signature over the AK's public area. */
+  get akBinding(): Buffer {
+    return Buffer.from(this.#binding);
+  }
+
+  measure(measurement: Measurement): Promise<void> {
+    assertMeasurement(measurement);
+    if (this.#log.has(measurement)) return Promise.resolve();
+    const key = measurementKey(measurement);
+    let pending = this.#pending.get(key);
+    if (pending === undefined) {
+      const copy = { service: measurement.service, digest: Buffer.from(measurement.digest) };
+      pending = this.#tools
+        .exclusive(async () => {
+          await this.#tools.pcrExtend(MEASUREMENT_PCR, measurementEvent(copy));
+          this.#log.add(copy);
+        })
+        .finally(() => this.#pending.delete(key));
+      this.#pending.set(key, pending);
+    }
+    return pending;
+  }
+
+  async credentials(instance: InstanceMeasurement): Promise<Credential[]> {
+    await this.measure(instance);
+    return [tpmCredential(this.#binding)];
+  }
+
+  evidence(nonce: Uint8Array): Promise<Buffer> {
+    assertNonce(nonce);
+    const qualifying = qualifyingData(this.hostPub, nonce);
+    return this.#tools.exclusive(async () => {
+      const log = this.#log.entries(); // inside exclusive: no extend runs between reading the log and the quote
+      const { attest, signature } = await this.#tools.quote(this.#handle, MEASUREMENT_PCR, qualifying);
+      return encodeTpmEvidence(this.#binding, attest, signature, log);
+    });
+  }
+
+  log(): Measurement[] {
+    return this.#log.entries();
+  }
+
+  /** The tpm2-tools TCTI string in use (for `themis attest`). */
+  get tcti(): string {
+    return this.#tools.tcti;
+  }
+
+  async close(): Promise<void> {
+    await this.#tools.close();
+  }
+}
