@@ -170,7 +170,7 @@ const BACKOFF = { baseMs: 10, maxMs: 200 };
 /** Revocation lookups in flight at once during a poll. */
 const REVOCATION_LOOKUP_CONCURRENCY = 8;
 /** How a callee's exposed refusal reads (ERR_CHANNEL_HANDLER carries the message verbatim). */
-const MESH_CODE = /^(ERR_MESH_[A-Z_]+): ([\s\S]*)$/;
+const MESH_CODE = /^(ERR_(?:MESH|ATTEST)_[A-Z_]+): ([\s\S]*)$/;
 
 /** Balancer state of one instance, kept while it is discovered. */
 interface Tracked {
@@ -979,7 +979,7 @@ function nodeInit(
   };
 }
 
-/** A refusal the callee sent (its exposed "ERR_MESH_…: message"), as a typed error; else null. */
+/** A refusal the callee sent (its exposed "ERR_MESH_…: message" or "ERR_ATTEST_…: message"), as a typed error; else null. */
 function remoteRefusal(err: unknown): ThemisError | null {
   if (!isThemisError(err, 'ERR_CHANNEL_HANDLER')) return null;
   const match = MESH_CODE.exec(err.message);
@@ -1000,7 +1000,7 @@ function failed(service: string, method: string, cause: unknown): ThemisError {
   return new ThemisError('ERR_MESH_CALL_FAILED', `call ${service}.${method} failed: ${(cause as Error | undefined)?.message ?? 'unknown error'}`, { cause });
 }
 
-/** What the caller's own check of a callee (PolicyAuthority.identify) refuses with. */
+/** What the caller's own check of a callee (PolicyAuthority.identify, then attest) refuses with. */
 const CALLEE_REFUSALS = new Set<string>([
   'ERR_MESH_NO_POLICY',
   'ERR_MESH_UNENDORSED',
@@ -1012,6 +1012,16 @@ const CALLEE_REFUSALS = new Set<string>([
   'ERR_MESH_WRONG_INSTANCE',
   'ERR_MESH_UNKNOWN_SERVICE',
   'ERR_MESH_DIGEST_NOT_ALLOWED',
+  // attestation (docs/attestation.md §4)
+  'ERR_ATTEST_MISSING',
+  'ERR_ATTEST_UNAVAILABLE',
+  'ERR_ATTEST_UNTRUSTED_KEY',
+  'ERR_ATTEST_MEASUREMENT_REFUSED',
+  'ERR_ATTEST_NOT_MEASURED',
+  'ERR_ATTEST_NONCE',
+  'ERR_ATTEST_LOG_MISMATCH',
+  'ERR_ATTEST_SIGNATURE',
+  'ERR_ATTEST_EVIDENCE_INVALID',
 ]);
 
 function isCalleeRefusal(err: unknown): err is ThemisError {
