@@ -29,6 +29,8 @@ export class TpmAttestor implements HostAttestor {
   readonly #log = new EventLog();
   /** Measurements being extended, so concurrent cold starts of one function extend once. */
   readonly #pending = new Map<string, Promise<void>>();
+  /** Measurements waiting for the TPM, extended together by the next exclusive job. */
+  #batch: { entries: Measurement[]; done: Promise<void> } | null = null;
 
   private constructor(tools: Tpm2Tools, host: Identity, handle: number, ak: AkPublic) {
     this.#tools = tools;
@@ -60,22 +62,38 @@ export class TpmAttestor implements HostAttestor {
     return Buffer.from(this.#binding);
   }
 
+  /**
+   * Extends PCR 16 with the measurement's event and appends it to the log, once per distinct
+   * measurement. Measurements that arrive while the TPM is busy are extended together, in arrival
+   * order, by one tpm2_pcrextend (a cold start of many functions pays one process, not one each).
+   * If the extend fails, the log is not appended: later quotes then fail to verify (the PCR may
+   * hold events the log lacks) rather than attest something unmeasured.
+   */
   measure(measurement: Measurement): Promise<void> {
     assertMeasurement(measurement);
     if (this.#log.has(measurement)) return Promise.resolve();
     const key = measurementKey(measurement);
-    let pending = this.#pending.get(key);
-    if (pending === undefined) {
-      const copy = { service: measurement.service, digest: Buffer.from(measurement.digest) };
-      pending = this.#tools
-        .exclusive(async () => {
-          await this.#tools.pcrExtend(MEASUREMENT_PCR, measurementEvent(copy));
-          this.#log.add(copy);
-        })
-        .finally(() => this.#pending.delete(key));
-      this.#pending.set(key, pending);
-    }
-    return pending;
+    const pending = this.#pending.get(key);
+    if (pending !== undefined) return pending;
+    const batch = this.#batch ?? this.#startBatch();
+    batch.entries.push({ service: measurement.service, digest: Buffer.from(measurement.digest) });
+    this.#pending.set(key, batch.done);
+    return batch.done;
+  }
+
+  #startBatch(): { entries: Measurement[]; done: Promise<void> } {
+    const entries: Measurement[] = [];
+    const done = this.#tools
+      .exclusive(async () => {
+        this.#batch = null; // from here on, new measurements go to the next batch
+        await this.#tools.pcrExtend(MEASUREMENT_PCR, entries.map(measurementEvent));
+        for (const entry of entries) this.#log.add(entry);
+      })
+      .finally(() => {
+        for (const entry of entries) this.#pending.delete(measurementKey(entry));
+      });
+    this.#batch = { entries, done };
+    return this.#batch;
   }
 
   async credentials(instance: InstanceMeasurement): Promise<Credential[]> {

@@ -89,17 +89,17 @@ export class Tpm2Tools {
     await this.#run('tpm2_pcrreset', [String(pcr)]);
   }
 
-  /** TPM2_PCR_Extend of the SHA-256 bank (Part 3 §22.2): PCR := SHA-256(PCR ‖ digest). */
-  async pcrExtend(pcr: number, digest: Buffer): Promise<void> {
-    await this.#run('tpm2_pcrextend', [`${pcr}:sha256=${toHex(digest)}`]);
+  /** TPM2_PCR_Extend of the SHA-256 bank (Part 3 §22.2), once per digest in order: PCR := SHA-256(PCR ‖ digest). One process for all. */
+  async pcrExtend(pcr: number, digests: readonly Buffer[]): Promise<void> {
+    await this.#run('tpm2_pcrextend', digests.map((digest) => `${pcr}:sha256=${toHex(digest)}`));
   }
 
   /** TPM2_Quote (Part 3 §18.4) of the SHA-256 bank's `pcr` by the key at `handle`: the TPMS_ATTEST and its TPMT_SIGNATURE. */
   async quote(handle: number, pcr: number, qualifyingData: Buffer): Promise<{ attest: Buffer; signature: Buffer }> {
     const message = this.#file('quote.msg');
     const signature = this.#file('quote.sig');
+    // A quote by a persistent key with password auth leaves no transient object or session to flush (checked with tpm2_getcap).
     await this.#run('tpm2_quote', ['-c', hex(handle), '-l', `sha256:${pcr}`, '-q', toHex(qualifyingData), '-m', message, '-s', signature, '-g', 'sha256']);
-    await this.#flush('-t');
     return { attest: await readFile(message), signature: await readFile(signature) };
   }
 
