@@ -2,33 +2,16 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { createHostAttestor, createVerifier, verifyHostEvidence, type HostAttestor } from '../../src/attest/index.js';
-import { toBase32 } from '../../src/core/bytes.js';
-import { isThemisError, type ErrorCode } from '../../src/core/errors.js';
+import { isThemisError } from '../../src/core/errors.js';
 import { Identity } from '../../src/identity/index.js';
-import { PolicyAuthority, endorse, endorsementCredential, parsePolicyYaml, signPolicy, type Policy } from '../../src/mesh/index.js';
+import { PolicyAuthority, endorse, endorsementCredential, signPolicy, type Policy } from '../../src/mesh/index.js';
+import { bankPolicy, code, refusedWith } from './helpers/attest.js';
 import { LISTEN, meshes, network, sha256, startDht } from './helpers/mesh.js';
 
 // Code-digest attestation: no TPM anywhere (issue 6: "the runtime without a TPM still works").
 
-const refusedWith = (code: ErrorCode) => (err: unknown) => {
-  assert.ok(isThemisError(err, code), `expected ${code}, got ${(err as Error).message}`);
-  return true;
-};
 const host = Identity.generate(network);
-const code = { users: sha256('users v1'), usersModified: sha256('users v1, patched after signing'), gateway: sha256('gateway v1') };
-
-function policyFor(extra = ''): Policy {
-  return parsePolicyYaml(`trustDomain: bank
-seq: 1
-hosts:
-  - { name: host-1, key: ${toBase32(host.publicKey)} }
-services:
-  users: { digests: ["${code.users.toString('hex')}"] }
-  gateway: { digests: ["${code.gateway.toString('hex')}"] }
-rules:
-  - { from: gateway, to: users, methods: [get] }
-${extra}`);
-}
+const policyFor = (extra = ''): Policy => bankPolicy(host, extra);
 
 test('the code-digest attestor logs each measurement once and answers a nonce with signed evidence', async () => {
   const attestor = await createHostAttestor({ mode: 'code-digest' }, host);

@@ -14,15 +14,13 @@ import {
   type Measurement,
   type TpmAttestor,
 } from '../../src/attest/index.js';
-import { toBase32 } from '../../src/core/bytes.js';
 import { Reader } from '../../src/core/codec.js';
-import { isThemisError, type ErrorCode } from '../../src/core/errors.js';
+import { isThemisError } from '../../src/core/errors.js';
 import { Identity } from '../../src/identity/index.js';
 import {
   PolicyAuthority,
   endorse,
   endorsementCredential,
-  parsePolicyYaml,
   signPolicy,
   type AttestationCheck,
   type MeshInit,
@@ -30,6 +28,7 @@ import {
   type RemoteIdentity,
 } from '../../src/mesh/index.js';
 import { startSwtpm, swtpmAvailable, type Swtpm } from '../../src/testing/index.js';
+import { bankPolicy, code, refusedWith } from './helpers/attest.js';
 import { LISTEN, meshes, network, sha256, startDht } from './helpers/mesh.js';
 
 /**
@@ -37,11 +36,6 @@ import { LISTEN, meshes, network, sha256, startDht } from './helpers/mesh.js';
  * this file). Every quote here is made by swtpm; nothing is simulated.
  */
 const skip = swtpmAvailable() ? false : 'swtpm and tpm2-tools are not installed (apt-get install -y swtpm swtpm-tools tpm2-tools)';
-const refusedWith = (code: ErrorCode) => (err: unknown) => {
-  assert.ok(isThemisError(err, code), `expected ${code}, got ${(err as Error).message}`);
-  return true;
-};
-
 const host = Identity.generate(network);
 let tpm: Swtpm | undefined;
 let attestor: TpmAttestor | undefined;
@@ -63,7 +57,11 @@ after(async () => {
   await tpm?.stop();
 });
 
-const code = { users: sha256('users v1'), usersModified: sha256('users v1, patched after signing'), gateway: sha256('gateway v1') };
+/** What the host loads in most tests: users, then gateway. */
+const measured: readonly Measurement[] = [
+  { service: 'users', digest: code.users },
+  { service: 'gateway', digest: code.gateway },
+];
 
 /** The pieces of TPM evidence (docs/attestation.md §2). */
 function split(evidence: Buffer): { binding: Buffer; attest: Buffer; signature: Buffer; log: Buffer } {
@@ -75,10 +73,6 @@ function split(evidence: Buffer): { binding: Buffer; attest: Buffer; signature: 
 
 test('a quote verifies, and tpm2-tools agrees: the AK hash is its TPM name, tpm2_checkquote accepts the quote', { skip }, async () => {
   const a = await freshAttestor();
-  const measured: Measurement[] = [
-    { service: 'users', digest: code.users },
-    { service: 'gateway', digest: code.gateway },
-  ];
   for (const m of measured) await a.measure(m);
   await a.measure(measured[0]!); // measured once, like IMA
   const nonce = randomBytes(32);
@@ -128,10 +122,7 @@ test('a quote replayed for an old nonce is refused', { skip }, async () => {
 
 test('an event log that does not replay to the quoted PCR is refused (entry dropped, altered, added, reordered)', { skip }, async () => {
   const a = await freshAttestor();
-  const log: Measurement[] = [
-    { service: 'users', digest: code.users },
-    { service: 'gateway', digest: code.gateway },
-  ];
+  const log = measured;
   for (const m of log) await a.measure(m);
   const nonce = randomBytes(32);
   const { binding, attest, signature } = split(await a.evidence(nonce));
@@ -151,22 +142,9 @@ test('an event log that does not replay to the quoted PCR is refused (entry drop
   assert.throws(() => verifyEvidence(encodeTpmEvidence(binding, tampered, signature, log), { nonce, hostPub: host.publicKey }), refusedWith('ERR_ATTEST_SIGNATURE'));
 });
 
-/** The `bank` domain's policy: users and gateway, gateway → users.get, TPM attestation by `tpmKeys`. */
+/** The `bank` domain's policy with TPM attestation by `tpmKeys`. */
 function tpmPolicy(tpmKeys: readonly Buffer[]): Policy {
-  return parsePolicyYaml(`trustDomain: bank
-seq: 1
-hosts:
-  - { name: host-1, key: ${toBase32(host.publicKey)} }
-services:
-  users: { digests: ["${code.users.toString('hex')}"] }
-  gateway: { digests: ["${code.gateway.toString('hex')}"] }
-rules:
-  - { from: gateway, to: users, methods: [get] }
-attestation:
-  require: tpm
-  tpmKeys: [${tpmKeys.map((key) => `"${key.toString('hex')}"`).join(', ')}]
-  quoteMaxAgeSeconds: 60
-`);
+  return bankPolicy(host, `attestation:\n  require: tpm\n  tpmKeys: [${tpmKeys.map((key) => `"${key.toString('hex')}"`).join(', ')}]\n  quoteMaxAgeSeconds: 60\n`);
 }
 
 /** A trust domain on loopback requiring TPM attestation, with `tpmKeys` trusted, and instances endorsed by `host`. */

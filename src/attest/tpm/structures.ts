@@ -30,6 +30,16 @@ function bad(what: string, message: string): ThemisError {
   return new ThemisError('ERR_ATTEST_EVIDENCE_INVALID', `${what}: ${message}`);
 }
 
+/** Runs a parser over a copy of `bytes`; a decoding failure (truncated, trailing bytes, a bad length) becomes ERR_ATTEST_EVIDENCE_INVALID too. */
+function parsing<T>(what: string, bytes: Uint8Array, parse: (r: Reader) => T): T {
+  try {
+    return parse(new Reader(Buffer.from(bytes), what));
+  } catch (err) {
+    if (err instanceof ThemisError && err.code === 'ERR_ATTEST_EVIDENCE_INVALID') throw err;
+    throw bad(what, (err as Error).message);
+  }
+}
+
 /** An attestation key's public area (TPMT_PUBLIC), checked to be a TPM-resident P-256 restricted signing key. */
 export interface AkPublic {
   /** The TPMT_PUBLIC bytes as given. */
@@ -43,8 +53,7 @@ export interface AkPublic {
 export function parseAkPublic(area: Uint8Array): AkPublic {
   const what = 'TPM attestation key';
   const bytes = Buffer.from(area);
-  const r = new Reader(bytes, what);
-  try {
+  return parsing(what, bytes, (r) => {
     if (r.u16() !== TPM_ALG_ECC) throw bad(what, 'is not an ECC key');
     if (r.u16() !== TPM_ALG_SHA256) throw bad(what, 'name algorithm is not SHA-256');
     const attributes = r.u32();
@@ -62,10 +71,7 @@ export function parseAkPublic(area: Uint8Array): AkPublic {
     if (x.length !== P256_COORDINATE || y.length !== P256_COORDINATE) throw bad(what, 'point coordinates are not 32 bytes');
     const key = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: x.toString('base64url'), y: y.toString('base64url') }, format: 'jwk' });
     return { area: bytes, digest: sha256(bytes), key };
-  } catch (err) {
-    if (err instanceof ThemisError && err.code === 'ERR_ATTEST_EVIDENCE_INVALID') throw err;
-    throw bad(what, (err as Error).message);
-  }
+  });
 }
 
 /** Part 2 §10.6.2 TPMS_PCR_SELECTION: a bank and the PCR indexes selected in it. */
@@ -91,8 +97,7 @@ export interface QuoteAttest {
 
 export function parseQuoteAttest(bytes: Uint8Array): QuoteAttest {
   const what = 'TPM quote (TPMS_ATTEST)';
-  const r = new Reader(Buffer.from(bytes), what);
-  try {
+  return parsing(what, bytes, (r) => {
     if (r.u32() !== TPM_GENERATED_VALUE) throw bad(what, 'magic is not TPM_GENERATED_VALUE: not produced by a TPM');
     if (r.u16() !== TPM_ST_ATTEST_QUOTE) throw bad(what, 'is not a quote (type TPM_ST_ATTEST_QUOTE)');
     const quote = {
@@ -109,10 +114,7 @@ export function parseQuoteAttest(bytes: Uint8Array): QuoteAttest {
     };
     r.end();
     return quote;
-  } catch (err) {
-    if (err instanceof ThemisError && err.code === 'ERR_ATTEST_EVIDENCE_INVALID') throw err;
-    throw bad(what, (err as Error).message);
-  }
+  });
 }
 
 /** Part 2 §10.9.7 TPML_PCR_SELECTION. */
@@ -135,8 +137,7 @@ function readSelections(r: Reader): PcrSelection[] {
 /** Part 2 §11.3.4 TPMT_SIGNATURE with §11.3.2 TPMS_SIGNATURE_ECDSA, as IEEE P1363 r ‖ s for node:crypto. */
 export function parseEcdsaSignature(bytes: Uint8Array): Buffer {
   const what = 'TPM quote signature (TPMT_SIGNATURE)';
-  const r = new Reader(Buffer.from(bytes), what);
-  try {
+  return parsing(what, bytes, (r) => {
     if (r.u16() !== TPM_ALG_ECDSA) throw bad(what, 'is not ECDSA');
     if (r.u16() !== TPM_ALG_SHA256) throw bad(what, 'hash is not SHA-256');
     const sigR = r.vec16();
@@ -144,10 +145,7 @@ export function parseEcdsaSignature(bytes: Uint8Array): Buffer {
     r.end();
     if (sigR.length > P256_COORDINATE || sigS.length > P256_COORDINATE) throw bad(what, 'r or s is longer than 32 bytes');
     return Buffer.concat([leftPad(sigR), leftPad(sigS)]);
-  } catch (err) {
-    if (err instanceof ThemisError && err.code === 'ERR_ATTEST_EVIDENCE_INVALID') throw err;
-    throw bad(what, (err as Error).message);
-  }
+  });
 }
 
 function leftPad(n: Buffer): Buffer {
