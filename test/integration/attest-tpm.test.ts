@@ -142,6 +142,20 @@ test('an event log that does not replay to the quoted PCR is refused (entry drop
   assert.throws(() => verifyEvidence(encodeTpmEvidence(binding, tampered, signature, log), { nonce, hostPub: host.publicKey }), refusedWith('ERR_ATTEST_SIGNATURE'));
 });
 
+test('evidence requests beyond the bound are refused at once, the others answered', { skip }, async () => {
+  await attestor?.close();
+  attestor = (await createHostAttestor({ mode: 'tpm', tpm: tpm!.spec, maxPendingQuotes: 2 }, host)) as TpmAttestor;
+  const a = attestor;
+  const nonces = Array.from({ length: 6 }, () => randomBytes(32));
+  const answers = await Promise.allSettled(nonces.map((nonce) => a.evidence(nonce)));
+  assert.equal(answers.filter((answer) => answer.status === 'fulfilled').length, 2);
+  for (const [i, answer] of answers.entries()) {
+    if (answer.status === 'fulfilled') verifyEvidence(answer.value, { nonce: nonces[i]!, hostPub: host.publicKey });
+    else refusedWith('ERR_ATTEST_UNAVAILABLE')(answer.reason);
+  }
+  verifyEvidence(await a.evidence(nonces[0]!), { nonce: nonces[0]!, hostPub: host.publicKey }); // the queue drained
+});
+
 /** The `bank` domain's policy with TPM attestation by `tpmKeys`. */
 function tpmPolicy(tpmKeys: readonly Buffer[]): Policy {
   return bankPolicy(host, `attestation:\n  require: tpm\n  tpmKeys: [${tpmKeys.map((key) => `"${key.toString('hex')}"`).join(', ')}]\n  quoteMaxAgeSeconds: 60\n`);

@@ -1,3 +1,4 @@
+import { ThemisError } from '../../core/errors.js';
 import type { Credential } from '../../handshake/index.js';
 import type { Identity } from '../../identity/index.js';
 import type { HostAttestor, InstanceMeasurement } from '../attestor.js';
@@ -10,7 +11,14 @@ import { DEFAULT_AK_HANDLE, MEASUREMENT_PCR, Tpm2Tools } from './tpm2-tools.js';
 export interface TpmAttestorInit {
   /** Persistent handle of the attestation key; created there when empty. Default 0x81010002. */
   readonly akHandle?: number;
+  /**
+   * Quotes waiting for the TPM at most; more evidence requests are refused at once
+   * (ERR_ATTEST_UNAVAILABLE), so peers asking for evidence cannot queue unbounded TPM work. Default 16.
+   */
+  readonly maxPendingQuotes?: number;
 }
+
+const DEFAULT_MAX_PENDING_QUOTES = 16;
 
 /**
  * TPM 2.0 attestation through tpm2-tools (docs/attestation.md §2–3): an AK persisted in the TPM and
@@ -25,6 +33,8 @@ export class TpmAttestor implements HostAttestor {
   readonly ak: AkPublic;
   readonly #tools: Tpm2Tools;
   readonly #handle: number;
+  readonly #maxPendingQuotes: number;
+  #pendingQuotes = 0;
   readonly #binding: Buffer;
   readonly #log = new EventLog();
   /** Measurements being extended, so concurrent cold starts of one function extend once. */
@@ -32,9 +42,10 @@ export class TpmAttestor implements HostAttestor {
   /** Measurements waiting for the TPM, extended together by the next exclusive job. */
   #batch: { entries: Measurement[]; done: Promise<void> } | null = null;
 
-  private constructor(tools: Tpm2Tools, host: Identity, handle: number, ak: AkPublic) {
+  private constructor(tools: Tpm2Tools, host: Identity, handle: number, ak: AkPublic, maxPendingQuotes: number) {
     this.#tools = tools;
     this.#handle = handle;
+    this.#maxPendingQuotes = maxPendingQuotes;
     this.ak = ak;
     this.hostPub = Buffer.from(host.publicKey);
     this.#binding = bindAk(host, ak.area);
@@ -50,7 +61,7 @@ export class TpmAttestor implements HostAttestor {
         await tools.pcrReset(MEASUREMENT_PCR);
         return area;
       });
-      return new TpmAttestor(tools, host, handle, parseAkPublic(area));
+      return new TpmAttestor(tools, host, handle, parseAkPublic(area), init.maxPendingQuotes ?? DEFAULT_MAX_PENDING_QUOTES);
     } catch (err) {
       await tools.close();
       throw err;
@@ -101,14 +112,22 @@ export class TpmAttestor implements HostAttestor {
     return [tpmCredential(this.#binding)];
   }
 
-  evidence(nonce: Uint8Array): Promise<Buffer> {
+  async evidence(nonce: Uint8Array): Promise<Buffer> {
     assertNonce(nonce);
+    if (this.#pendingQuotes >= this.#maxPendingQuotes) {
+      throw new ThemisError('ERR_ATTEST_UNAVAILABLE', `the host's TPM has ${this.#pendingQuotes} quotes waiting; ask again shortly`, { expose: true });
+    }
     const qualifying = qualifyingData(this.hostPub, nonce);
-    return this.#tools.exclusive(async () => {
-      const log = this.#log.entries(); // inside exclusive: no extend runs between reading the log and the quote
-      const { attest, signature } = await this.#tools.quote(this.#handle, MEASUREMENT_PCR, qualifying);
-      return encodeTpmEvidence(this.#binding, attest, signature, log);
-    });
+    this.#pendingQuotes++;
+    try {
+      return await this.#tools.exclusive(async () => {
+        const log = this.#log.entries(); // inside exclusive: no extend runs between reading the log and the quote
+        const { attest, signature } = await this.#tools.quote(this.#handle, MEASUREMENT_PCR, qualifying);
+        return encodeTpmEvidence(this.#binding, attest, signature, log);
+      });
+    } finally {
+      this.#pendingQuotes--;
+    }
   }
 
   log(): Measurement[] {
