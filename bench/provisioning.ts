@@ -247,10 +247,13 @@ export async function run(context: BenchContext): Promise<void> {
       cleanup.add('swtpm', () => tpm.stop());
       let attestor = (await createHostAttestor({ mode: 'tpm', tpm: tpm.spec }, host)) as TpmAttestor;
       cleanup.add('attestor', () => attestor.close());
-      /** A fresh host log (attestor reopened: PCR 16 reset, same AK) and a fresh trust domain. */
+      /**
+       * A fresh host log (attestor reopened: PCR 16 reset, same AK) and a fresh trust domain. Without
+       * a shared verifier every instance asks for a quote: all of them may wait for the TPM.
+       */
       const fresh = async (sharedVerifier: boolean): Promise<Round> => {
         await attestor.close();
-        attestor = (await createHostAttestor({ mode: 'tpm', tpm: tpm.spec }, host)) as TpmAttestor;
+        attestor = (await createHostAttestor({ mode: 'tpm', tpm: tpm.spec, ...(sharedVerifier ? {} : { maxPendingQuotes: options.instances }) }, host)) as TpmAttestor;
         const { policy, code } = domain(host, attestor.ak.digest);
         return { host, attestor, policy, code, instances: options.instances, verifierFor: authorityFor(policy, sharedVerifier) };
       };
