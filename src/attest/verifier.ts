@@ -95,7 +95,7 @@ export class TpmVerifier implements EvidenceVerifier {
     let quote = this.#quotes.get(cacheKey);
     // A quote in flight may predate this instance's measurement: then one more, fresh.
     for (let attempt = 0; attempt < 2 && (quote === undefined || check.now - quote.verifiedAt > maxAgeMs || !quote.keys.has(wanted)); attempt++) {
-      quote = await this.#fetch(cacheKey, check, requirement, attempt > 0);
+      quote = await this.#fetch(cacheKey, check, requirement, ak.digest, attempt > 0);
     }
     if (!quote!.keys.has(wanted)) {
       throw fail('ERR_ATTEST_NOT_MEASURED', `host ${toBase32(hostPub)} did not measure code ${toHex(measurement.digest)} of service "${measurement.service}" into its TPM; its event log does not hold it`);
@@ -113,7 +113,7 @@ export class TpmVerifier implements EvidenceVerifier {
     return bound;
   }
 
-  #fetch(cacheKey: string, check: AttestationCheck, requirement: PolicyAttestation, fresh: boolean): Promise<HostQuote> {
+  #fetch(cacheKey: string, check: AttestationCheck, requirement: PolicyAttestation, akDigest: Buffer, fresh: boolean): Promise<HostQuote> {
     const pending = this.#inFlight.get(cacheKey);
     if (pending !== undefined && !fresh) return pending;
     const started = check.now;
@@ -126,7 +126,10 @@ export class TpmVerifier implements EvidenceVerifier {
         throw fail('ERR_ATTEST_UNAVAILABLE', `could not get attestation evidence from instance ${toBase32(check.remote.identityPub)}: ${(err as Error).message}`, err);
       }
       const evidence: VerifiedEvidence = verifyEvidence(bytes, { nonce, hostPub: check.caller.hostPub, tpmKeys: requirement.tpmKeys });
-      if (evidence.kind !== 'tpm') throw fail('ERR_ATTEST_MISSING', 'the host answered with code-digest evidence, but the policy requires a TPM quote');
+      if (evidence.tpm === undefined) throw fail('ERR_ATTEST_MISSING', 'the host answered with code-digest evidence, but the policy requires a TPM quote');
+      if (!evidence.tpm.ak.digest.equals(akDigest)) {
+        throw fail('ERR_ATTEST_UNTRUSTED_KEY', `the host quoted with TPM key ${toHex(evidence.tpm.ak.digest)}, not with ${toHex(akDigest)} its instance presents`);
+      }
       this.quotesVerified++;
       const quote: HostQuote = { log: evidence.log, keys: new Set(evidence.log.map(measurementKey)), verifiedAt: started };
       this.#quotes.set(cacheKey, quote);

@@ -235,6 +235,25 @@ test('a host whose TPM key is not in the policy is refused', { skip }, async (t)
   await assert.rejects(gateway.mesh.call('users', 'get', {}), refusedWith('ERR_ATTEST_UNTRUSTED_KEY'));
 });
 
+test("a quote by another of the host's AKs than the one its instance presents is refused, even when both are trusted", { skip }, async (t) => {
+  const a = await freshAttestor();
+  const instance = Identity.generate(network);
+  const credentials = await a.credentials({ nodeId: instance.nodeId, service: 'users', digest: code.users });
+  // Another attestor of the same host and TPM, with a second AK (it resets PCR 16 and owns it from here).
+  const other = (await createHostAttestor({ mode: 'tpm', tpm: tpm!.spec, akHandle: 0x81010003 }, host)) as TpmAttestor;
+  t.after(() => other.close());
+  assert.notDeepEqual(other.ak.digest, a.ak.digest);
+  await other.measure({ service: 'users', digest: code.users });
+  const check: AttestationCheck = {
+    remote: { identityPub: instance.publicKey, credentials },
+    caller: { service: 'users', hostPub: host.publicKey, codeDigest: code.users, instancePub: instance.publicKey },
+    policy: tpmPolicy([a.ak.digest, other.ak.digest]),
+    now: Date.now(),
+    challenge: (nonce) => other.evidence(nonce),
+  };
+  await assert.rejects(createVerifier().verify(check), refusedWith('ERR_ATTEST_UNTRUSTED_KEY'));
+});
+
 test('an instance without TPM evidence is refused where the policy requires it', { skip }, async (t) => {
   const a = await freshAttestor();
   const { instance } = await tpmDomain(t, [a.ak.digest]);
