@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createHostAttestor, createVerifier, type HostAttestor, type TpmAttestor } from '../src/attest/index.js';
 import { toBase32 } from '../src/core/bytes.js';
+import { createLogger } from '../src/core/log.js';
 import { encodeProof, verifyProof } from '../src/handshake/index.js';
 import { DEFAULT_NETWORK, Identity, networkConfig, type NetworkConfig } from '../src/identity/index.js';
 import { PolicyAuthority, endorse, endorsementCredential, parsePolicyYaml, type Policy } from '../src/mesh/index.js';
@@ -91,10 +92,12 @@ ${akDigest === null ? '' : `attestation: { require: tpm, tpmKeys: ["${akDigest.t
   return { policy, code };
 }
 
+const logger = createLogger();
+
 function authorityFor(policy: Policy, shared: boolean): () => PolicyAuthority {
   const owner = randomBytes(32);
   const make = (): PolicyAuthority => {
-    const authority = new PolicyAuthority(owner, { attestation: createVerifier() });
+    const authority = new PolicyAuthority(owner, { attestation: createVerifier({ logger }) });
     authority.update({ policy, owner, seq: policy.seq });
     return authority;
   };

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { toBase32, toHex } from '../core/bytes.js';
+import { createLogger, type Logger } from '../core/log.js';
 import { Lru } from '../core/lru.js';
 import { DEFAULT_ATTESTATION, type AttestationCheck, type AttestationVerifierHook, type Policy, type PolicyAttestation } from '../mesh/index.js';
 import { NONCE_LENGTH, fail, openAkBinding, readTpmCredential, verifyEvidence, type AttestationKind, type BoundAk, type VerifiedEvidence } from './evidence.js';
@@ -15,6 +16,8 @@ export interface AttestationVerifierInit {
   readonly maxAgeMs?: number;
   /** Hosts whose verified quotes are remembered. Default 1024. */
   readonly cacheSize?: number;
+  /** Structured logger (pino). Default: createLogger(). */
+  readonly logger?: Logger;
 }
 
 const DEFAULT_MAX_AGE_MS = 5 * 60_000;
@@ -67,12 +70,14 @@ export class TpmVerifier implements EvidenceVerifier {
   readonly #quotes: Lru<string, HostQuote>;
   readonly #bindings = new Lru<string, BoundAk>(DEFAULT_CACHE_SIZE);
   readonly #inFlight = new Map<string, Promise<HostQuote>>();
+  readonly #log: Logger;
   /** Fresh quotes this verifier fetched and verified (for benches and tests). */
   quotesVerified = 0;
 
   constructor(init: AttestationVerifierInit = {}) {
     this.#maxAgeMs = init.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
     this.#quotes = new Lru(init.cacheSize ?? DEFAULT_CACHE_SIZE);
+    this.#log = init.logger ?? createLogger();
   }
 
   async verify(check: AttestationCheck): Promise<void> {
@@ -131,6 +136,7 @@ export class TpmVerifier implements EvidenceVerifier {
         throw fail('ERR_ATTEST_UNTRUSTED_KEY', `the host quoted with TPM key ${toHex(evidence.tpm.ak.digest)}, not with ${toHex(akDigest)} its instance presents`);
       }
       this.quotesVerified++;
+      this.#log.debug({ host: toBase32(check.caller.hostPub), akHash: akDigest.toString('hex'), events: evidence.log.length }, 'verified a fresh TPM quote');
       const quote: HostQuote = { log: evidence.log, keys: new Set(evidence.log.map(measurementKey)), verifiedAt: started };
       this.#quotes.set(cacheKey, quote);
       return quote;

@@ -1,4 +1,5 @@
 import { ThemisError } from '../../core/errors.js';
+import { createLogger, type Logger } from '../../core/log.js';
 import type { Credential } from '../../handshake/index.js';
 import type { Identity } from '../../identity/index.js';
 import type { HostAttestor, InstanceMeasurement } from '../attestor.js';
@@ -16,6 +17,8 @@ export interface TpmAttestorInit {
    * (ERR_ATTEST_UNAVAILABLE), so peers asking for evidence cannot queue unbounded TPM work. Default 16.
    */
   readonly maxPendingQuotes?: number;
+  /** Structured logger (pino). Default: createLogger(). */
+  readonly logger?: Logger;
 }
 
 const DEFAULT_MAX_PENDING_QUOTES = 16;
@@ -61,7 +64,9 @@ export class TpmAttestor implements HostAttestor {
         await tools.pcrReset(MEASUREMENT_PCR);
         return area;
       });
-      return new TpmAttestor(tools, host, handle, parseAkPublic(area), init.maxPendingQuotes ?? DEFAULT_MAX_PENDING_QUOTES);
+      const attestor = new TpmAttestor(tools, host, handle, parseAkPublic(area), init.maxPendingQuotes ?? DEFAULT_MAX_PENDING_QUOTES);
+      (init.logger ?? createLogger()).info({ tcti: tools.tcti, akHandle: `0x${handle.toString(16)}`, akHash: attestor.ak.digest.toString('hex') }, 'TPM attestor open, PCR 16 reset');
+      return attestor;
     } catch (err) {
       await tools.close();
       throw err;
