@@ -283,7 +283,7 @@ export async function run(context: BenchContext): Promise<void> {
       : `  ${label.padEnd(28)} p50 ${String(r.p50Ms).padStart(7)} ms  p95 ${String(r.p95Ms).padStart(7)} ms  mean ${String(r.meanMs).padStart(7)} ms  (${(REFERENCE_MS / (r.meanMs ?? Number.NaN)).toFixed(2)}× the reference's speed)` +
         (r.sequentialStepMs === undefined
           ? ''
-          : `\n  ${''.padEnd(26)} per instance alone: identity ${r.sequentialStepMs.identity} ms, credentials ${r.sequentialStepMs.credentials} ms, endorsement ${r.sequentialStepMs.endorsement} ms, verification ${r.sequentialStepMs.verification} ms`);
+          : `\n  ${''.padEnd(28)} per instance alone: identity ${r.sequentialStepMs.identity} ms, credentials ${r.sequentialStepMs.credentials} ms, endorsement ${r.sequentialStepMs.endorsement} ms, verification ${r.sequentialStepMs.verification} ms`);
   process.stdout.write(
     [
       `provisioning: ${options.instances} instances at once to a verified identity, ${options.rounds} rounds, ${options.networkName} network (c1 ${network.c1}, c2 ${network.c2})`,
