@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { isThemisError } from '../core/errors.js';
+import { registerAttest } from './commands/attest.js';
 import { registerDht } from './commands/dht.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerMesh } from './commands/mesh.js';
@@ -27,6 +28,7 @@ registerPing(program);
 registerDht(program);
 registerSim(program);
 registerMesh(program);
+registerAttest(program);
 
 try {
   await program.parseAsync(process.argv);

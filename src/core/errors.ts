@@ -90,7 +90,18 @@ export type ErrorCode =
   | 'ERR_MESH_NO_INSTANCES'
   | 'ERR_MESH_CALL_FAILED'
   | 'ERR_MESH_CALL_INVALID'
-  | 'ERR_MESH_CLOSED';
+  | 'ERR_MESH_CLOSED'
+  // attest: attestors (code digest, TPM 2.0) and the verifier
+  | 'ERR_ATTEST_TPM'
+  | 'ERR_ATTEST_EVIDENCE_INVALID'
+  | 'ERR_ATTEST_SIGNATURE'
+  | 'ERR_ATTEST_NONCE'
+  | 'ERR_ATTEST_LOG_MISMATCH'
+  | 'ERR_ATTEST_UNTRUSTED_KEY'
+  | 'ERR_ATTEST_MEASUREMENT_REFUSED'
+  | 'ERR_ATTEST_NOT_MEASURED'
+  | 'ERR_ATTEST_MISSING'
+  | 'ERR_ATTEST_UNAVAILABLE';
 
 export class ThemisError extends Error {
   readonly code: ErrorCode;

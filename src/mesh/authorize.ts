@@ -4,6 +4,7 @@ import { Lru } from '../core/lru.js';
 import { CredentialType, type Credential } from '../handshake/index.js';
 import { KEY_LENGTH } from '../identity/index.js';
 import { checkEndorsementTime, openEndorsement, type Endorsement } from './endorsement.js';
+import type { AttestationVerifierHook, EvidenceChallenge } from './attestation.js';
 import { ANY, type OpenedPolicy, type Policy } from './policy.js';
 
 /** What identify() needs of a peer that passed the handshake; a handshake VerifiedPeer has it. */
@@ -23,6 +24,8 @@ export interface IdentifiedCaller {
 export interface PolicyAuthorityInit {
   /** Endorsements whose signature verified, remembered by their bytes. Default 4096. */
   readonly endorsementCacheSize?: number;
+  /** Verifies attestation evidence when the policy requires more than the code digest (src/attest). */
+  readonly attestation?: AttestationVerifierHook;
 }
 
 const DEFAULT_ENDORSEMENT_CACHE_SIZE = 4096;
@@ -52,11 +55,13 @@ export class PolicyAuthority {
   readonly owner: Buffer;
   #current: LoadedPolicy | null = null;
   readonly #endorsements: Lru<string, Endorsement>;
+  readonly #attestation: AttestationVerifierHook | null;
 
   constructor(owner: Uint8Array, init: PolicyAuthorityInit = {}) {
     if (owner.length !== KEY_LENGTH) throw new RangeError(`owner public key must be ${KEY_LENGTH} bytes, got ${owner.length}`);
     this.owner = Buffer.from(owner);
     this.#endorsements = new Lru(init.endorsementCacheSize ?? DEFAULT_ENDORSEMENT_CACHE_SIZE);
+    this.#attestation = init.attestation ?? null;
   }
 
   /** The policy in force, or null before the first update. */
@@ -136,6 +141,21 @@ export class PolicyAuthority {
       codeDigest: Buffer.from(endorsement.codeDigest),
       instancePub: Buffer.from(endorsement.instancePub),
     };
+  }
+
+  /**
+   * The attestation step after identify() (docs/attestation.md §4): under the default
+   * `require: code-digest` identify() already checked the signed digest; under `require: tpm` the
+   * verifier hook checks the host's TPM evidence, fetched with `challenge` when it has none fresh.
+   * Without a hook, a policy that requires a TPM refuses (ERR_ATTEST_UNAVAILABLE).
+   */
+  async attest(remote: RemoteIdentity, caller: IdentifiedCaller, challenge: EvidenceChallenge, now = Date.now()): Promise<void> {
+    const policy = this.#require().policy;
+    if ((policy.attestation?.require ?? 'code-digest') === 'code-digest') return;
+    if (this.#attestation === null) {
+      throw refuse('ERR_ATTEST_UNAVAILABLE', `${this.#require().label} requires TPM attestation, but this peer has no attestation verifier; start it with one (themis-mesh/attest createVerifier)`);
+    }
+    await this.#attestation.verify({ remote, caller, policy, now, challenge });
   }
 
   /** Refuses (ERR_MESH_FORBIDDEN) a call no rule allows: rules are default deny. */

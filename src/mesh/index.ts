@@ -72,3 +72,12 @@ export { MeshMetrics } from './metrics.js';
 export type { CallPrincipal, IssueTokenInit } from './mesh.js';
 export type { MeshStreamHandler, RotateOptions, StreamCallContext, StreamCallOptions } from './mesh.js';
 export { MAX_STREAM_HEADER_BYTES, STREAM_ACCEPTED, STREAM_HEADER_VERSION, decodeStreamHeader, encodeStreamHeader, type StreamHeader } from './stream-header.js';
+export {
+  ATTEST_CHALLENGE_TIMEOUT_MS,
+  ATTEST_EVIDENCE_REQUEST,
+  type AttestationCheck,
+  type AttestationVerifierHook,
+  type EvidenceChallenge,
+  type EvidenceResponder,
+} from './attestation.js';
+export { ATTESTATION_LIMITS, DEFAULT_ATTESTATION, type AttestationRequirement, type PolicyAttestation } from './policy.js';

@@ -29,6 +29,7 @@ import { DEFAULT_REFRESH_SECONDS, isName, openPolicyRecord } from './policy.js';
 import { RevocationList, RevocationReason, createRevocation, openRevocation } from './revocation.js';
 import { MAX_ROTATION_CHAIN, encodeRotationChain, rotationStatement } from './rotation.js';
 import { MAX_STREAM_HEADER_BYTES, STREAM_ACCEPTED, decodeStreamHeader, encodeStreamHeader, readExactly } from './stream-header.js';
+import { ATTEST_CHALLENGE_TIMEOUT_MS, ATTEST_EVIDENCE_REQUEST, type AttestationVerifierHook, type EvidenceChallenge, type EvidenceResponder } from './attestation.js';
 import { ReplayCache, issuePrincipalToken, reissueForAudience, verifyPrincipalToken, type VerifiedPrincipal } from './tokens.js';
 
 export interface MeshInit {
@@ -57,6 +58,11 @@ export interface MeshInit {
   readonly replayCacheSize?: number;
   /** Most caller keys whose revocations the callee polls for. Default 4096. */
   readonly revocationWatchSize?: number;
+  /**
+   * Attestation (docs/attestation.md): `verifier` checks peers' evidence when the policy requires
+   * a TPM; `evidence` answers verifiers' nonces with this instance's host evidence.
+   */
+  readonly attestation?: { readonly verifier?: AttestationVerifierHook; readonly evidence?: EvidenceResponder };
 }
 
 /** The verified end-user principal of a call, as handlers read it. */
@@ -164,7 +170,7 @@ const BACKOFF = { baseMs: 10, maxMs: 200 };
 /** Revocation lookups in flight at once during a poll. */
 const REVOCATION_LOOKUP_CONCURRENCY = 8;
 /** How a callee's exposed refusal reads (ERR_CHANNEL_HANDLER carries the message verbatim). */
-const MESH_CODE = /^(ERR_MESH_[A-Z_]+): ([\s\S]*)$/;
+const MESH_CODE = /^(ERR_(?:MESH|ATTEST)_[A-Z_]+): ([\s\S]*)$/;
 
 /** Balancer state of one instance, kept while it is discovered. */
 interface Tracked {
@@ -220,7 +226,14 @@ export class Mesh {
     this.#node = node;
     this.#init = init;
     this.#credentials = init.credentials ?? [];
-    this.authority = init.trust === undefined ? null : new PolicyAuthority(init.trust.owner);
+    const verifier = init.attestation?.verifier;
+    this.authority = init.trust === undefined ? null : new PolicyAuthority(init.trust.owner, verifier === undefined ? {} : { attestation: verifier });
+    const evidence = init.attestation?.evidence;
+    if (evidence !== undefined) {
+      const serve: RequestHandler = async (nonce) => evidence(nonce);
+      this.#handlers.set(ATTEST_EVIDENCE_REQUEST, serve);
+      node.peer.handle(ATTEST_EVIDENCE_REQUEST, serve);
+    }
     this.#log = init.logger ?? createLogger();
     this.#replay = new ReplayCache(init.replayCacheSize === undefined ? {} : { maxEntries: init.replayCacheSize });
     this.#countHandshakes(node);
@@ -740,15 +753,16 @@ export class Mesh {
     body: Buffer,
     remote: Connection['remote'],
   ): Promise<{ callerService: string | undefined; request: ReturnType<typeof decodeCallRequest>; verified: VerifiedPrincipal | undefined }> {
-    const callerService = this.#admitCaller(service, method, remote);
+    const callerService = await this.#admitCaller(service, method, remote);
     const request = decodeCallRequest(body);
     const verified = await this.#verifyToken(request.token, service, callerService, remote);
     return { callerService, request, verified };
   }
 
-  /** The caller part of admission (policy, revocations): the caller's endorsed service in trust-domain mode. */
-  #admitCaller(service: string, method: string, remote: Connection['remote']): string | undefined {
+  /** The caller part of admission (policy, attestation, revocations): the caller's endorsed service in trust-domain mode. */
+  async #admitCaller(service: string, method: string, remote: Connection['remote']): Promise<string | undefined> {
     const caller = this.authority === null ? null : this.authority.identify(remote);
+    if (caller !== null) await this.authority!.attest(remote, caller, this.#challenge(remote));
     const callerService = caller?.service;
     const host = caller?.hostPub ?? null;
     this.#watch(remote.identityPub, host);
@@ -804,7 +818,7 @@ export class Mesh {
       const length = (await readExactly(stream, 2, headerTimeout)).readUInt16BE(0);
       if (length === 0 || length > MAX_STREAM_HEADER_BYTES) throw new ThemisError('ERR_MESH_CALL_INVALID', `stream header of ${length} bytes; expected 1 to ${MAX_STREAM_HEADER_BYTES}`, { expose: true });
       header = decodeStreamHeader(await readExactly(stream, length, headerTimeout));
-      callerService = this.#admitCaller(service, method, remote);
+      callerService = await this.#admitCaller(service, method, remote);
       verified = await this.#verifyToken(header.token, service, callerService, remote);
     } catch (err) {
       const code = isThemisError(err) ? err.code : 'ERR_MESH_CALL_INVALID';
@@ -876,15 +890,26 @@ export class Mesh {
       if (!open.closed && open.remote.nodeId.equals(instance.nodeId)) conn = open;
     }
     conn ??= await this.#pooledDial(instance);
-    this.#checkCallee(conn, instance, service);
+    await this.#checkCallee(conn, instance, service);
     return conn;
+  }
+
+  /** Sends a verifier's nonce to the peer `remote` over an open connection to it (docs/attestation.md §4). */
+  #challenge(remote: Connection['remote']): EvidenceChallenge {
+    return async (nonce) => {
+      let conn: Connection | undefined;
+      for (const open of this.node.peer.connections) if (!open.closed && open.remote.nodeId.equals(remote.nodeId)) conn = open;
+      if (conn === undefined) throw new ThemisError('ERR_ATTEST_UNAVAILABLE', `no open connection to ${remote.id} to ask for its attestation evidence`);
+      return conn.request(ATTEST_EVIDENCE_REQUEST, nonce, { timeoutMs: ATTEST_CHALLENGE_TIMEOUT_MS });
+    };
   }
 
   /** In trust-domain mode the caller checks the callee too: it must be an endorsed instance of `service`
    * (a refusal here is one of CALLEE_REFUSALS). */
-  #checkCallee(conn: Connection, instance: Instance, service: string): void {
+  async #checkCallee(conn: Connection, instance: Instance, service: string): Promise<void> {
     if (this.authority === null) return;
     const identified = this.authority.identify(conn.remote);
+    await this.authority.attest(conn.remote, identified, this.#challenge(conn.remote));
     if (identified.service !== service) {
       throw new ThemisError('ERR_MESH_UNKNOWN_SERVICE', `instance ${instance.id} is endorsed for service "${identified.service}", not "${service}"`);
     }
@@ -954,7 +979,7 @@ function nodeInit(
   };
 }
 
-/** A refusal the callee sent (its exposed "ERR_MESH_…: message"), as a typed error; else null. */
+/** A refusal the callee sent (its exposed "ERR_MESH_…: message" or "ERR_ATTEST_…: message"), as a typed error; else null. */
 function remoteRefusal(err: unknown): ThemisError | null {
   if (!isThemisError(err, 'ERR_CHANNEL_HANDLER')) return null;
   const match = MESH_CODE.exec(err.message);
@@ -975,7 +1000,7 @@ function failed(service: string, method: string, cause: unknown): ThemisError {
   return new ThemisError('ERR_MESH_CALL_FAILED', `call ${service}.${method} failed: ${(cause as Error | undefined)?.message ?? 'unknown error'}`, { cause });
 }
 
-/** What the caller's own check of a callee (PolicyAuthority.identify) refuses with. */
+/** What the caller's own check of a callee (PolicyAuthority.identify, then attest) refuses with. */
 const CALLEE_REFUSALS = new Set<string>([
   'ERR_MESH_NO_POLICY',
   'ERR_MESH_UNENDORSED',
@@ -987,6 +1012,16 @@ const CALLEE_REFUSALS = new Set<string>([
   'ERR_MESH_WRONG_INSTANCE',
   'ERR_MESH_UNKNOWN_SERVICE',
   'ERR_MESH_DIGEST_NOT_ALLOWED',
+  // attestation (docs/attestation.md §4)
+  'ERR_ATTEST_MISSING',
+  'ERR_ATTEST_UNAVAILABLE',
+  'ERR_ATTEST_UNTRUSTED_KEY',
+  'ERR_ATTEST_MEASUREMENT_REFUSED',
+  'ERR_ATTEST_NOT_MEASURED',
+  'ERR_ATTEST_NONCE',
+  'ERR_ATTEST_LOG_MISMATCH',
+  'ERR_ATTEST_SIGNATURE',
+  'ERR_ATTEST_EVIDENCE_INVALID',
 ]);
 
 function isCalleeRefusal(err: unknown): err is ThemisError {

@@ -28,7 +28,25 @@ export interface Policy {
   readonly tokenIssuers: readonly string[];
   /** Peers re-fetch the policy at least this often: the bound on how fast an update takes effect. */
   readonly refreshSeconds: number;
+  /** What instances prove beyond their host's endorsement; absent = code digest only (DEFAULT_ATTESTATION). */
+  readonly attestation?: PolicyAttestation;
 }
+
+/** The attestation a trust domain requires (issue 6; docs/attestation.md). */
+export interface PolicyAttestation {
+  /**
+   * 'code-digest': the endorsement's signed code digest, checked against `services` (the default);
+   * 'tpm': also a fresh TPM 2.0 quote of the endorsing host by a key of `tpmKeys`, whose event log
+   * holds the instance's measurement and nothing the policy does not allow.
+   */
+  readonly require: AttestationRequirement;
+  /** Trusted TPM attestation keys: SHA-256 of each AK's TPMT_PUBLIC (its TPM name without the 000b prefix), sorted. */
+  readonly tpmKeys: readonly Buffer[];
+  /** A verifier reuses a host's verified quote at most this long. */
+  readonly quoteMaxAgeSeconds: number;
+}
+
+export type AttestationRequirement = 'code-digest' | 'tpm';
 
 export interface PolicyHost {
   readonly name: string;
@@ -73,6 +91,12 @@ export const POLICY_LIMITS = Object.freeze({
   maxRefreshSeconds: 24 * 60 * 60,
 });
 
+/** Attestation when a policy says nothing: the code digest of the endorsement only. */
+export const DEFAULT_ATTESTATION: PolicyAttestation = Object.freeze({ require: 'code-digest', tpmKeys: Object.freeze([]) as readonly Buffer[], quoteMaxAgeSeconds: 60 });
+export const ATTESTATION_LIMITS = Object.freeze({ minQuoteMaxAgeSeconds: 1, maxQuoteMaxAgeSeconds: 24 * 60 * 60 });
+/** Wire values of AttestationRequirement (the order is the encoding). */
+const REQUIREMENTS: readonly AttestationRequirement[] = ['code-digest', 'tpm'];
+
 /** A policy record lives as long as DHT holders accept (48 h); owners republish before then. */
 export const POLICY_TTL = DEFAULT_RECORD_LIMITS.maxTtlMs;
 
@@ -81,7 +105,9 @@ const METHOD = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 const NAME_RULE = '1..64 characters a-z, 0-9 and -';
 const KEY_LENGTH = 32;
 const DIGEST_LENGTH = 32;
+/** Version 1 has no attestation section; version 2 appends one (only when it differs from DEFAULT_ATTESTATION). */
 const POLICY_VERSION = 1;
+const POLICY_VERSION_ATTESTATION = 2;
 
 /** Whether `text` is a valid trust-domain, service or host name. */
 export function isName(text: string): boolean {
@@ -146,6 +172,36 @@ function checkPolicy(policy: Policy, fail: Fail): void {
     known(issuer, ['tokenIssuers', i], 'token issuer', '');
     once(issuers, issuer, ['tokenIssuers', i], `token issuer "${issuer}"`, fail);
   });
+
+  if (policy.attestation !== undefined) checkAttestation(policy.attestation, fail);
+}
+
+function checkAttestation(attestation: PolicyAttestation, fail: Fail): void {
+  if (!REQUIREMENTS.includes(attestation.require)) {
+    fail(['attestation', 'require'], `require must be one of ${REQUIREMENTS.join(', ')}, got ${JSON.stringify(attestation.require)}`);
+  }
+  const { minQuoteMaxAgeSeconds: min, maxQuoteMaxAgeSeconds: max } = ATTESTATION_LIMITS;
+  if (!Number.isInteger(attestation.quoteMaxAgeSeconds) || attestation.quoteMaxAgeSeconds < min || attestation.quoteMaxAgeSeconds > max) {
+    fail(['attestation', 'quoteMaxAgeSeconds'], `quoteMaxAgeSeconds must be an integer from ${min} to ${max}, got ${attestation.quoteMaxAgeSeconds}`);
+  }
+  checkLength(attestation.tpmKeys, ['attestation', 'tpmKeys'], fail);
+  const keys = new Set<string>();
+  attestation.tpmKeys.forEach((key, i) => {
+    if (key.length !== DIGEST_LENGTH) fail(['attestation', 'tpmKeys', i], `a TPM key is a ${DIGEST_LENGTH}-byte SHA-256 of the AK's public area, got ${key.length} bytes`);
+    once(keys, toHex(key), ['attestation', 'tpmKeys', i], `TPM key ${toHex(key)}`, fail);
+  });
+  if (attestation.require === 'tpm' && attestation.tpmKeys.length === 0) {
+    fail(['attestation', 'tpmKeys'], 'require: tpm needs at least one trusted TPM key; list the AK hash `themis attest` prints');
+  }
+}
+
+/** The attestation section in canonical form, or undefined when it says what the default says. */
+function canonicalAttestation(attestation: PolicyAttestation | undefined): PolicyAttestation | undefined {
+  if (attestation === undefined) return undefined;
+  const tpmKeys = [...attestation.tpmKeys].sort(Buffer.compare);
+  const d = DEFAULT_ATTESTATION;
+  if (attestation.require === d.require && tpmKeys.length === 0 && attestation.quoteMaxAgeSeconds === d.quoteMaxAgeSeconds) return undefined;
+  return { require: attestation.require, tpmKeys, quoteMaxAgeSeconds: attestation.quoteMaxAgeSeconds };
 }
 
 function checkName(text: string, what: string, path: FieldPath, fail: Fail): void {
@@ -189,7 +245,13 @@ function canonical(policy: Policy): Policy {
     revoked: [...policy.revoked].sort(Buffer.compare),
     tokenIssuers: [...policy.tokenIssuers].sort(compareText),
     refreshSeconds: policy.refreshSeconds,
+    ...withAttestation(canonicalAttestation(policy.attestation)),
   };
+}
+
+/** Spreads into a policy: the attestation field only when there is one. */
+function withAttestation(attestation: PolicyAttestation | undefined): { attestation?: PolicyAttestation } {
+  return attestation === undefined ? {} : { attestation };
 }
 
 function compareText(a: string, b: string): number {
@@ -205,6 +267,11 @@ function compareText(a: string, b: string): number {
 //   u16 n ‖ n × (str8 from ‖ str8 to ‖ u16 m ‖ m × str8)       rules in source order; methods sorted
 //   u16 n ‖ n × bytes[32]                                      revoked keys, sorted
 //   u16 n ‖ n × str8                                           token issuers, sorted
+//
+// Version 2 (only when the attestation section differs from DEFAULT_ATTESTATION) is version 1
+// with `u8 version = 2` and, appended (docs/attestation.md §5):
+//
+//   u8 require (0 code-digest, 1 tpm) ‖ u32 quoteMaxAgeSeconds ‖ u16 n ‖ n × bytes[32] tpmKey (sorted)
 //
 // Two semantically equal policies encode to the same bytes, and a decoder accepts only those.
 
@@ -228,7 +295,9 @@ export function decodePolicy(bytes: Uint8Array): Policy {
   const input = Buffer.from(bytes);
   const r = new Reader(input, 'policy');
   const version = r.u8();
-  if (version !== POLICY_VERSION) throw new ThemisError('ERR_DECODE_INVALID', `policy version ${version} is not supported; expected ${POLICY_VERSION}`);
+  if (version !== POLICY_VERSION && version !== POLICY_VERSION_ATTESTATION) {
+    throw new ThemisError('ERR_DECODE_INVALID', `policy version ${version} is not supported; expected ${POLICY_VERSION} or ${POLICY_VERSION_ATTESTATION}`);
+  }
   const decoded: Policy = {
     // fields in wire order: an object literal evaluates its properties in order
     trustDomain: r.str8(),
@@ -239,16 +308,25 @@ export function decodePolicy(bytes: Uint8Array): Policy {
     rules: readList(r, () => ({ from: r.str8(), to: r.str8(), methods: readList(r, () => r.str8()) })),
     revoked: readList(r, () => r.fixed(KEY_LENGTH)),
     tokenIssuers: readList(r, () => r.str8()),
+    ...withAttestation(version === POLICY_VERSION_ATTESTATION ? readAttestation(r) : undefined),
   };
   r.end();
   checkPolicy(decoded, failAtField);
   const policy = canonical(decoded);
-  if (!writePolicy(policy).equals(input)) throw invalid('policy encoding is not canonical: its lists are out of order');
+  if (!writePolicy(policy).equals(input)) throw invalid('policy encoding is not canonical: its lists are out of order, or it is version 2 with the default attestation');
   return policy;
 }
 
+function readAttestation(r: Reader): PolicyAttestation {
+  const code = r.u8();
+  const require = REQUIREMENTS[code];
+  if (require === undefined) throw invalid(`policy attestation requirement ${code} is unknown; expected 0 (code-digest) or 1 (tpm)`);
+  return { require, quoteMaxAgeSeconds: r.u32(), tpmKeys: readList(r, () => r.fixed(DIGEST_LENGTH)) };
+}
+
 function writePolicy(policy: Policy): Buffer {
-  const w = new Writer(1024).u8(POLICY_VERSION).str8(policy.trustDomain).u64(policy.seq).u32(policy.refreshSeconds);
+  const attestation = policy.attestation;
+  const w = new Writer(1024).u8(attestation === undefined ? POLICY_VERSION : POLICY_VERSION_ATTESTATION).str8(policy.trustDomain).u64(policy.seq).u32(policy.refreshSeconds);
   writeList(w, policy.hosts, (host) => w.fixed(host.key, KEY_LENGTH).str8(host.name));
   writeList(w, policy.services, (service) => {
     w.str8(service.name);
@@ -260,6 +338,10 @@ function writePolicy(policy: Policy): Buffer {
   });
   writeList(w, policy.revoked, (key) => w.fixed(key, KEY_LENGTH));
   writeList(w, policy.tokenIssuers, (issuer) => w.str8(issuer));
+  if (attestation !== undefined) {
+    w.u8(REQUIREMENTS.indexOf(attestation.require)).u32(attestation.quoteMaxAgeSeconds);
+    writeList(w, attestation.tpmKeys, (key) => w.fixed(key, DIGEST_LENGTH));
+  }
   return w.finish();
 }
 
@@ -286,7 +368,9 @@ function formatPath(path: FieldPath): string {
 // ---------------------------------------------------------------------------------------------
 // YAML source form.
 
-const TOP_KEYS = ['trustDomain', 'seq', 'hosts', 'services', 'rules', 'revoked', 'tokenIssuers', 'refreshSeconds'] as const;
+const TOP_KEYS = ['trustDomain', 'seq', 'hosts', 'services', 'rules', 'revoked', 'tokenIssuers', 'refreshSeconds', 'attestation'] as const;
+const ATTESTATION_KEYS = ['require', 'tpmKeys', 'quoteMaxAgeSeconds'] as const;
+const TPM_KEY_TEXT = "a TPM attestation key hash (64 hex digits: SHA-256 of the AK's public area, as `themis attest` prints it)";
 const REQUIRED_TOP_KEYS = ['trustDomain', 'seq', 'hosts', 'services'] as const;
 const KEY_TEXT = 'an Ed25519 public key in base32 (52 characters a-z, 2-7)';
 const DIGEST_TEXT = 'a SHA-256 code digest (64 hex digits)';
@@ -332,9 +416,23 @@ export function parsePolicyYaml(text: string, fileName = 'policy.yaml'): Policy 
     revoked: optionalList('revoked', 'a list of revoked keys', (node, path) => source.bytes(node, path, KEY_TEXT, KEY_LENGTH, fromBase32)),
     tokenIssuers: optionalList('tokenIssuers', 'a list of service names', (node, path) => source.string(node, path, 'a service name')),
     refreshSeconds: top.has('refreshSeconds') ? source.integer(top.get('refreshSeconds'), ['refreshSeconds'], 'a number of seconds') : DEFAULT_REFRESH_SECONDS,
+    ...withAttestation(top.has('attestation') ? readAttestationYaml(source, top.get('attestation')) : undefined),
   };
   checkPolicy(policy, (path, message) => source.failAt(path, message));
   return canonical(policy);
+}
+
+function readAttestationYaml(source: YamlSource, node: unknown): PolicyAttestation {
+  const path = ['attestation'];
+  const fields = source.fields(node, path, 'the attestation section', ATTESTATION_KEYS, ['require']);
+  const d = DEFAULT_ATTESTATION;
+  return {
+    require: source.string(fields.get('require'), [...path, 'require'], `one of ${REQUIREMENTS.join(', ')}`) as AttestationRequirement,
+    tpmKeys: fields.has('tpmKeys')
+      ? source.list(fields.get('tpmKeys'), [...path, 'tpmKeys'], 'a list of TPM key hashes', (key, keyPath) => source.bytes(key, keyPath, TPM_KEY_TEXT, DIGEST_LENGTH, fromHex))
+      : [],
+    quoteMaxAgeSeconds: fields.has('quoteMaxAgeSeconds') ? source.integer(fields.get('quoteMaxAgeSeconds'), [...path, 'quoteMaxAgeSeconds'], 'a number of seconds') : d.quoteMaxAgeSeconds,
+  };
 }
 
 /**
@@ -463,6 +561,9 @@ export function policyToPlain(policy: Policy): Record<string, unknown> {
     revoked: policy.revoked.map(toBase32),
     tokenIssuers: [...policy.tokenIssuers],
     refreshSeconds: policy.refreshSeconds,
+    ...(policy.attestation === undefined
+      ? {}
+      : { attestation: { require: policy.attestation.require, tpmKeys: policy.attestation.tpmKeys.map(toHex), quoteMaxAgeSeconds: policy.attestation.quoteMaxAgeSeconds } }),
   };
 }
 

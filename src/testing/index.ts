@@ -47,3 +47,4 @@ export async function connectInMemory(dialer: Peer, listener: Peer): Promise<{ d
 export function testNetwork(init: Partial<NetworkConfig> = {}): NetworkConfig {
   return networkConfig({ c1: 0, c2: 0, ...init });
 }
+export { startSwtpm, swtpmAvailable, type Swtpm } from './swtpm.js';

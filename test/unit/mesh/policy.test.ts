@@ -113,7 +113,7 @@ test('encode and decode round-trip; decode refuses truncated, trailing, oversize
   assert.throws(() => decodePolicy(Buffer.concat([bytes, Buffer.from([0])])), is('ERR_DECODE_TRAILING'));
   assert.throws(() => decodePolicy(Buffer.alloc(POLICY_LIMITS.bytes + 1)), is('ERR_DECODE_TOO_LARGE'));
   const wrongVersion = Buffer.from(bytes);
-  wrongVersion[0] = 2;
+  wrongVersion[0] = 3; // 1 and 2 (with an attestation section) are defined
   assert.throws(() => decodePolicy(wrongVersion), is('ERR_DECODE_INVALID'));
   // Swap the two host entries (bytes[32] key ‖ str8 name, both names 6 bytes): same content, wrong order.
   const hostsAt = 1 + 1 + 'microbank'.length + 8 + 4 + 2;
