@@ -1,4 +1,4 @@
-// The main demo: two processes, a verified Noise handshake (XX, then IK), an encrypted echo,
+// `npm run demo:ping`: two processes, a verified Noise handshake (XX, then IK), an encrypted echo,
 // and a peer that is not who the dialler expected being refused.
 import { spawn, execFileSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
