@@ -90,7 +90,15 @@ export type ErrorCode =
   | 'ERR_MESH_NO_INSTANCES'
   | 'ERR_MESH_CALL_FAILED'
   | 'ERR_MESH_CALL_INVALID'
-  | 'ERR_MESH_CLOSED';
+  | 'ERR_MESH_CLOSED'
+  // runtime (issue 5): manifest, key-value store, instances, gateway
+  | 'ERR_MANIFEST_INVALID'
+  | 'ERR_RUNTIME_KV'
+  | 'ERR_RUNTIME_MODULE'
+  | 'ERR_RUNTIME_COLD_START'
+  | 'ERR_RUNTIME_INSTANCE_GONE'
+  | 'ERR_RUNTIME_TIMEOUT'
+  | 'ERR_RUNTIME_CLOSED';
 
 export class ThemisError extends Error {
   readonly code: ErrorCode;
