@@ -59,7 +59,7 @@ async function session(gateway) {
   const users = {};
   for (const [id, name] of [['alice', 'Alice'], ['bob', 'Bob']]) {
     const password = `${id} demo password`;
-    await request(`${name} registers (the gateway keeps only the scrypt hash of the password)`, 'POST', '/users', { body: { id, name, password } });
+    await request(`${name} registers (the gateway keeps only the scrypt hash of the password)`, 'POST', '/users', { body: { id, name, password }, expect: 201 });
     const { token } = await request(`${name} logs in and gets a bearer token`, 'POST', '/login', { body: { id, password } });
     const account = await request(`${name} opens an account (opening balance 10000 cents)`, 'POST', `/users/${id}/accounts`, { token, body: { name: 'checking' } });
     users[id] = { token, account: account.id };

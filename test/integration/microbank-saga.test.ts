@@ -13,26 +13,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { createLogger } from '../../src/core/log.js';
-import { FunctionError, kvContext, loadManifest, openKv, type AppKv } from '../../src/runtime/index.js';
-import { functionHost, loadHandlers, type FunctionHost, type FunctionPrincipal } from '../../bench/lib/microbank-ctx.js';
-// @ts-expect-error a plain ES module of the example, shared with the bench (no type declarations)
-import { auditMicrobank } from '../../examples/microbank/audit.mjs';
-
-const MICROBANK = fileURLToPath(new URL('../../examples/microbank', import.meta.url));
-const log = createLogger({ level: 'silent' });
+import { FunctionError, openKv, type AppKv } from '../../src/runtime/index.js';
+import type { FunctionPrincipal, ServiceCall } from '../../bench/lib/microbank-ctx.js';
+import { audit, plainMicrobank, type Invoke } from './helpers/microbank.js';
 
 let kv: AppKv;
 let dataDir: string;
-let handlers: Map<string, Awaited<ReturnType<typeof loadHandlers>>>;
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'themis-microbank-saga-'));
   kv = await openKv(dataDir);
-  const manifest = await loadManifest(MICROBANK);
-  handlers = new Map();
-  for (const service of manifest.services.values()) handlers.set(service.name, await loadHandlers(service.entry, service.handlers));
 });
 after(async () => {
   await kv?.close();
@@ -55,21 +45,18 @@ function random(seed: number): () => number {
  * JSON boundary, as over the mesh, and fail at `crashRate`: half before the callee runs, half
  * after it returned (its writes committed, its answer lost).
  */
-function bank(run: number, crashRate: number, seed: number) {
+async function bank(run: number, crashRate: number, seed: number) {
   const next = random(seed);
   let crashing = true;
-  const hosts = new Map<string, FunctionHost>();
-  const call = async (service: string, method: string, payload: unknown, principal: FunctionPrincipal | undefined): Promise<unknown> => {
+  let invoke: Invoke | undefined;
+  const call: ServiceCall = async (service, method, payload, principal) => {
     const roll = crashing ? next() : 1;
     if (roll < crashRate / 2) throw new FunctionError(503, 'UNAVAILABLE', `${service} died before ${method} ran`);
-    const result = JSON.parse(JSON.stringify(await hosts.get(service)!.invoke(method, JSON.parse(JSON.stringify(payload)), principal)));
+    const result = JSON.parse(JSON.stringify(await invoke!(service, method, JSON.parse(JSON.stringify(payload)), principal)));
     if (roll < crashRate) throw new FunctionError(503, 'UNAVAILABLE', `${service} died after ${method} ran`);
     return result;
   };
-  for (const [service, serviceHandlers] of handlers) {
-    hosts.set(service, functionHost({ service, handlers: serviceHandlers, kv: kvContext(kv, `${service}#${run}`), call, log }));
-  }
-  const invoke = (service: string, method: string, input: unknown, principal?: FunctionPrincipal) => hosts.get(service)!.invoke(method, input, principal);
+  invoke = await plainMicrobank(kv, { namespace: (service) => `${service}#${run}`, call });
   return { invoke, stopCrashing: () => void (crashing = false) };
 }
 
@@ -95,7 +82,7 @@ test('payments survive crashes before and after every step, duplicates and a pay
   await fc.assert(
     fc.asyncProperty(fc.array(payment, { minLength: 1, maxLength: 14 }), fc.double({ min: 0, max: 0.3, noNaN: true }), fc.integer(), fc.nat(14), async (payments, crashRate, seed, openAt) => {
       const run = runs++;
-      const { invoke, stopCrashing } = bank(run, crashRate, seed);
+      const { invoke, stopCrashing } = await bank(run, crashRate, seed);
       for (const user of ['u0', 'u1', 'u2']) {
         await invoke('users', 'create', { body: { id: user, name: user } });
         await invoke('accounts', 'open', { params: { id: user }, body: {} }, principal(user));
@@ -125,7 +112,7 @@ test('payments survive crashes before and after every step, duplicates and a pay
       for (const copies of answers) for (const answer of copies) assert.deepEqual(answer, copies[0], 'every copy of a request gets the same answer');
       for (const [copy] of answers) assert.ok([200, 403, 404, 422].includes(copy!.status), JSON.stringify(copy));
       const acked = answers.map(([copy]) => copy!).filter((answer) => answer.status === 200).map((answer) => answer.body);
-      const report = await auditMicrobank((service: string, method: string, input: unknown) => invoke(service, method, input), { acked });
+      const report = await audit(invoke, acked);
       assert.deepEqual([report.conserved, report.ledgerConsistent, report.exactlyOnce, report.inFlight], [true, true, true, 0], report.problems.join('\n'));
       assert.equal(report.payments.pending, 0);
       assert.equal(report.payments.completed, acked.length);
