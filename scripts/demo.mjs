@@ -4,7 +4,7 @@
 // history — each request printed with its answer, then a clean shutdown (SIGINT).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -12,8 +12,13 @@ import { fileURLToPath } from 'node:url';
 
 const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const app = fileURLToPath(new URL('../examples/microbank', import.meta.url));
+if (!existsSync(cli)) {
+  console.error('dist/cli/main.js is missing: run `npm install` (or `npm run build`) first');
+  process.exit(1);
+}
 const data = mkdtempSync(join(tmpdir(), 'themis-demo-'));
 const STOP_MS = 15_000;
+const hideToken = (key, value) => (key === 'token' ? `${value.slice(0, 12)}…` : value);
 
 console.log(`$ themis up examples/microbank --port 0 --data ${data} --json`);
 const child = spawn(process.execPath, ['--no-node-snapshot', cli, 'up', app, '--port', '0', '--data', data, '--json'], {
@@ -46,13 +51,13 @@ try {
 
 /** The scripted session; each step must get the status it expects. */
 async function session(gateway) {
-  const request = async (title, method, path, { body, token, key, expect = 200 } = {}) => {
+  const request = async (title, method, path, { body, token, key, expect = 200, show = (answer) => JSON.stringify(answer, hideToken) } = {}) => {
     console.log(`\n# ${title}`);
     const headers = { ...(body !== undefined && { 'content-type': 'application/json' }), ...(token && { authorization: `Bearer ${token}` }), ...(key && { 'idempotency-key': key }) };
     console.log(`${method} ${path}${token ? '  Authorization: Bearer …' : ''}${key ? `  Idempotency-Key: ${key}` : ''}${body !== undefined ? `  ${JSON.stringify(body)}` : ''}`);
     const res = await fetch(gateway + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const answer = await res.json();
-    console.log(`  → ${res.status} ${JSON.stringify(answer, (k, v) => (k === 'token' ? `${v.slice(0, 12)}…` : v))}`);
+    console.log(`  → ${res.status} ${show(answer)}`);
     if (res.status !== expect) throw new Error(`${method} ${path} answered ${res.status}, expected ${expect}`);
     return answer;
   };
@@ -74,5 +79,9 @@ async function session(gateway) {
   await request("Alice tries to read Bob's accounts: refused", 'GET', '/users/bob/accounts', { token: alice.token, expect: 403 });
   const { accounts } = await request('Bob lists his accounts', 'GET', '/users/bob/accounts', { token: bob.token });
   if (accounts[0]?.balance !== 12500) throw new Error(`Bob's balance is ${accounts[0]?.balance}, expected 12500`);
-  await request('Alice lists her transactions (newest first; declined payments are recorded as failed)', 'GET', '/users/alice/transactions', { token: alice.token });
+  const line = (t) => `\n      ${t.id.padEnd(16)} ${t.status.padEnd(9)} ${t.from} → ${t.to} ${String(t.amount).padStart(6)}${t.error ? `  ${t.error.code}` : ''}`;
+  await request('Alice lists her transactions (newest first; declined payments are recorded as failed)', 'GET', '/users/alice/transactions', {
+    token: alice.token,
+    show: (answer) => `{"transactions": [${answer.transactions.map(line).join('')}\n    ], "next": ${answer.next}}`,
+  });
 }
