@@ -215,7 +215,8 @@ describe('MicroBank through the gateway', () => {
     for (const [a, b] of pairs) assert.equal((await balance(a)) + (await balance(b)), 2 * OPENING);
     assert.equal(paid.length, 60);
     acked.push(...paid);
-    t.diagnostic(`${retried.count} retries after the kills`);
+    const replaced = Object.entries(app.host.stats()).map(([service, stats]) => `${service} ${stats.replaced}`).join(', ');
+    t.diagnostic(`${retried.count} retries after the kills; instances replaced: ${replaced}`);
   });
 
   test('after a graceful close, the store conserves money and holds every acknowledged payment exactly once', async () => {
@@ -231,11 +232,16 @@ describe('MicroBank through the gateway', () => {
     }
   });
 
-  /** Kills instance #0 of `service` as soon as it has one (it may still be replacing the last one killed). */
+  /**
+   * Kills instance #0 of `service` once it has one (it may still be replacing the last one killed)
+   * and, within 2 s, once that instance has requests in flight — a crash in the middle of sagas.
+   */
   async function killOne(service: string): Promise<void> {
-    for (let waited = 0; app.host.stats()[service]!.instances === 0; waited++) {
-      assert.ok(waited < 200, `${service} has had no instance for 10 s`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    for (let waited = 0; ; waited++) {
+      const stats = app.host.stats()[service]!;
+      if (stats.instances > 0 && (stats.inFlight > 0 || waited >= 400)) break;
+      assert.ok(waited < 2000, `${service} has had no instance for 10 s`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
     await app.host.killInstance(service, 0);
   }
