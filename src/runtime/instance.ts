@@ -41,6 +41,9 @@ export interface InstanceInit {
 
 /** Provider records live this long; a crashed instance drops out of discovery within it. */
 export const INSTANCE_PROVIDER_TTL_MS = 60_000;
+const LOG_LEVELS = ['info', 'warn', 'error'] as const;
+/** A function's log message is cut to this many characters. */
+const MAX_LOG_MESSAGE = 4096;
 /** A withdrawn provider record (graceful stop) lives this long: same slot, newer seq. */
 const WITHDRAWN_TTL_MS = 1_000;
 
@@ -156,9 +159,9 @@ export class FunctionInstance {
       case 'call':
         return this.#call(ctx, str(0), str(1), args[2]);
       case 'log': {
-        const level = str(0) as 'info' | 'warn' | 'error';
+        const level = LOG_LEVELS.find((name) => name === args[0]) ?? 'info';
         const fields = typeof args[2] === 'object' && args[2] !== null ? args[2] : {};
-        this.#log[level]({ ...fields, fn: true }, str(1));
+        this.#log[level]({ fields }, str(1).slice(0, MAX_LOG_MESSAGE));
         return null;
       }
       case 'kv.read':

@@ -6,12 +6,13 @@ import { MAX_TRANSACT_ATTEMPTS, transactLoop, type Transaction, type TransactOps
 /**
  * The durable key-value store of an application (RUNTIME-CONTRACT.md `ctx.kv`): one LMDB
  * environment on the host, one namespace per service. A namespace is a key prefix
- * (`<service>` ‖ 0x00 ‖ key), so services never see each other's keys and a list() never
+ * (`<service>/` ‖ key), so services never see each other's keys and a list() never
  * crosses into another namespace.
  */
 export const KV_LIMITS = Object.freeze({ keyBytes: 512, valueBytes: 64 * 1024, listDefault: 100, listMax: 1000 });
 
-const SEPARATOR = '\u0000';
+/** Not a character of service names ([a-z0-9-]), so one namespace's prefix never matches another's. */
+const SEPARATOR = '/';
 
 /** An open application store; `kvContext(kv, service)` gives one service's view. */
 export interface AppKv {

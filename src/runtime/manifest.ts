@@ -116,7 +116,7 @@ class ManifestReader {
   }
 
   manifest(dir: string): AppManifest {
-    const top = this.#map(this.#root, [], 'the manifest', { app: true, trustDomain: true, services: true, gateway: true });
+    const top = this.#map(this.#root, [], 'the manifest', { app: true, trustDomain: false, services: true, gateway: true });
     const app = this.#name(top.get('app'), ['app'], 'app name');
     const trustDomain = top.has('trustDomain') ? this.#name(top.get('trustDomain'), ['trustDomain'], 'trust domain') : app;
     const services = new Map<string, ServiceManifest>();
