@@ -9,10 +9,9 @@ import { createDhtNode, type DhtNode } from '../dht/index.js';
 import { Identity, networkConfig, readKeyFile, writeKeyFile, type NetworkConfig } from '../identity/index.js';
 import { createMesh, endorse, endorsementCredential, parsePolicyYaml, signPolicy, type Mesh, type Policy } from '../mesh/index.js';
 import { createBearerTokens } from './bearer.js';
-import { FunctionError, isOutcome, unwrapOutcome } from './function-error.js';
 import { createGateway, type Gateway, type Invoke } from './gateway.js';
 import { Host, type HostAttestor } from './host.js';
-import { meshFailure } from './instance.js';
+import { callService } from './mesh-call.js';
 import { openKv, type AppKv } from './kv.js';
 import { GATEWAY_SERVICE, loadManifest, type AppManifest } from './manifest.js';
 
@@ -194,24 +193,12 @@ async function startGatewayPeer(manifest: AppManifest, hostIdentity: Identity, o
   return createMesh({ identity, credentials: [endorsementCredential(endorsement)], network, bootstrap: [bootstrap], client: true, trust: { owner }, maintenance: false, logger });
 }
 
-/** The runtime's `invoke`: wait for an instance (cold start at zero), issue the principal token, call over the mesh. */
+/** The runtime's `invoke`: the principal token for the callee, then a runtime call over the gateway's mesh peer. */
 export function meshInvoke(mesh: Mesh, host: Host, deadlineMs: number): Invoke {
-  return async (service, method, input, principal) => {
-    try {
-      await host.ensure(service);
-    } catch (err) {
-      throw isThemisError(err, 'ERR_RUNTIME_COLD_START') || isThemisError(err, 'ERR_RUNTIME_CLOSED') ? new FunctionError(503, 'UNAVAILABLE', `${service} could not start an instance; retry`) : err;
-    }
+  return (service, method, input, principal) => {
     const token =
       principal === undefined ? undefined : mesh.issueToken({ subject: principal.subject, audience: service, ...(principal.claims === undefined ? {} : { claims: principal.claims }) });
-    let outcome: unknown;
-    try {
-      outcome = await mesh.call(service, method, input, { deadlineMs, ...(token === undefined ? {} : { token }) });
-    } catch (err) {
-      throw meshFailure(err, `${service}.${method}`);
-    }
-    if (!isOutcome(outcome)) throw new FunctionError(502, 'BAD_GATEWAY', `${service}.${method} answered without an outcome`);
-    return unwrapOutcome(outcome);
+    return callService((...args) => mesh.call(...args), (callee) => host.ensure(callee), service, method, input, { deadlineMs, ...(token === undefined ? {} : { token }) });
   };
 }
 

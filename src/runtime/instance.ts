@@ -1,11 +1,11 @@
 import { fromHex } from '../core/bytes.js';
-import { isThemisError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { RecordType, createContactRecord, createRecord, encodeProviderValue, providerKey } from '../dht/index.js';
 import type { Credential } from '../handshake/index.js';
 import type { Identity, NetworkConfig } from '../identity/index.js';
 import { createMesh, type CallContext, type Mesh } from '../mesh/index.js';
-import { FunctionError, unwrapOutcome, isOutcome, type Outcome } from './function-error.js';
+import { FunctionError, type Outcome } from './function-error.js';
+import { callService } from './mesh-call.js';
 import { KV_LIMITS, kvNamespace, type AppKv, type KvNamespace } from './kv.js';
 import type { ServiceManifest } from './manifest.js';
 import { Sandbox, callToken, type DisposeReason } from './sandbox.js';
@@ -44,8 +44,6 @@ export const INSTANCE_PROVIDER_TTL_MS = 60_000;
 const LOG_LEVELS = ['info', 'warn', 'error'] as const;
 /** A function's log message is cut to this many characters. */
 const MAX_LOG_MESSAGE = 4096;
-/** A withdrawn provider record (graceful stop) lives this long: same slot, newer seq. */
-const WITHDRAWN_TTL_MS = 1_000;
 
 export class FunctionInstance {
   readonly service: string;
@@ -193,15 +191,7 @@ export class FunctionInstance {
     if (!this.#init.service.calls.includes(service)) {
       throw new FunctionError(500, 'INTERNAL', `service "${this.service}" may not call "${service}": add it to \`calls:\` of ${this.service} in themis.yaml`);
     }
-    await this.#init.ensure(service);
-    let outcome: unknown;
-    try {
-      outcome = await ctx.call(service, method, payload, { deadlineMs: this.#init.service.timeoutMs });
-    } catch (err) {
-      throw meshFailure(err, `${service}.${method}`);
-    }
-    if (!isOutcome(outcome)) throw new FunctionError(502, 'BAD_GATEWAY', `${service}.${method} answered without an outcome`);
-    return unwrapOutcome(outcome);
+    return callService((...args) => ctx.call(...args), this.#init.ensure, service, method, payload, { deadlineMs: this.#init.service.timeoutMs });
   }
 
   /** Resolves once no call is in flight. */
@@ -210,37 +200,29 @@ export class FunctionInstance {
   }
 
   /**
-   * Stops the instance. Graceful: withdraws its provider record (so callers stop picking it), lets
-   * in-flight calls finish, then leaves the mesh. Not graceful (a crash, killInstance): at once.
+   * Stops the instance: withdraws its provider record (so callers stop picking it); graceful: lets
+   * in-flight calls finish; then disposes the isolate and leaves the mesh. Not graceful (its isolate
+   * died, killInstance): in-flight calls fail at once.
    */
   async stop(options: { graceful: boolean; reason?: DisposeReason }): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    if (options.graceful && this.#mesh !== undefined) {
-      await this.#withdraw().catch(() => undefined);
-      await this.#drained();
-    }
+    // Even after a crash of its isolate the instance's peer is still in this process: withdraw it.
+    if (this.#mesh !== undefined) await this.#withdraw().catch(() => undefined);
+    if (options.graceful) await this.#drained();
     this.#sandbox?.dispose(options.reason ?? 'closed');
     await this.#mesh?.close().catch(() => undefined);
   }
 
-  /** Republishes this instance's provider record with a 1 s lifetime (docs/mesh.md §5 withdrawal). */
+  /** Replaces this instance's provider record with one that lists no address, so callers stop picking it. */
   async #withdraw(): Promise<void> {
     const node = this.#mesh.node;
-    const contact = createContactRecord(node.identity, { addresses: node.peer.addresses, client: true });
+    // Same slot, newer seq, no address: discover() skips it, and it outlives the record it replaces.
+    const contact = createContactRecord(node.identity, { addresses: [], client: true });
     await node.store(
-      createRecord(node.identity, { type: RecordType.Provider, key: providerKey(this.service), value: encodeProviderValue(this.service, contact), seq: Date.now(), ttlMs: WITHDRAWN_TTL_MS }),
+      createRecord(node.identity, { type: RecordType.Provider, key: providerKey(this.service), value: encodeProviderValue(this.service, contact), seq: Date.now(), ttlMs: INSTANCE_PROVIDER_TTL_MS }),
     );
   }
-}
-
-/** A mesh failure of ctx.call or the gateway, as the status an end user sees. */
-export function meshFailure(err: unknown, what: string): FunctionError {
-  if (err instanceof FunctionError) return err;
-  if (isThemisError(err, 'ERR_MESH_DEADLINE') || isThemisError(err, 'ERR_CHANNEL_TIMEOUT')) return new FunctionError(504, 'TIMEOUT', `${what} did not answer in time`);
-  if (isThemisError(err, 'ERR_MESH_NO_INSTANCES') || isThemisError(err, 'ERR_RUNTIME_COLD_START')) return new FunctionError(503, 'UNAVAILABLE', `${what} has no instance that could serve; retry`);
-  if (isThemisError(err, 'ERR_MESH_FORBIDDEN')) return new FunctionError(403, 'FORBIDDEN', `the trust-domain policy does not allow ${what}`);
-  return new FunctionError(502, 'BAD_GATEWAY', `${what} failed: ${(err as Error).message}`);
 }
 
 function pairs(value: unknown): [string, string | null][] {

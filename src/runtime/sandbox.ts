@@ -114,6 +114,8 @@ const PRELUDE = `'use strict';
 
 /** How long a timed-out isolate is watched for CPU use before it is judged stuck. */
 const STUCK_PROBE_MS = 25;
+/** The host's own timer fires this much after the call's timeout, so isolated-vm's timeout stops a synchronous loop first (the isolate lives on). */
+const HOST_TIMER_GRACE_MS = 100;
 
 export class Sandbox {
   readonly #isolate: ivm.Isolate;
@@ -189,7 +191,7 @@ export class Sandbox {
       .apply(undefined, [method, inputJson, principalJson, token], { timeout: this.#timeoutMs, result: { promise: true, copy: true } })
       .then((text) => parseOutcome(text))
       .catch((err: unknown) => this.#failure(err));
-    const timeout = sleep(this.#timeoutMs, undefined, { signal: timer.signal, ref: false }).then(
+    const timeout = sleep(this.#timeoutMs + HOST_TIMER_GRACE_MS, undefined, { signal: timer.signal, ref: false }).then(
       () => this.#timedOut(method),
       () => null,
     );

@@ -1,0 +1,60 @@
+import { isThemisError, type ErrorCode } from '../core/errors.js';
+import type { CallOptions } from '../mesh/index.js';
+import { FunctionError, isOutcome, unwrapOutcome } from './function-error.js';
+
+/**
+ * A runtime call over the mesh (the gateway's invoke and a function's ctx.call): make sure the
+ * callee has an instance (it may be at zero), call, and unwrap the callee's Outcome. A call that
+ * never reached an instance — the one picked was just stopped, or none was listed yet — is tried
+ * again after the next ensure(); nothing ran, so this is safe for any method.
+ */
+export type MeshCall = (service: string, method: string, payload: unknown, options: CallOptions) => Promise<unknown>;
+
+/** Attempts of one runtime call whose request was never delivered. */
+const UNDELIVERED_ATTEMPTS = 4;
+/** Refusals that mean no instance received the request. */
+const UNDELIVERED: readonly ErrorCode[] = ['ERR_TRANSPORT_CONNECT', 'ERR_MESH_NO_INSTANCES', 'ERR_CHANNEL_GOAWAY'];
+
+export async function callService(
+  call: MeshCall,
+  ensure: (service: string) => Promise<void>,
+  service: string,
+  method: string,
+  payload: unknown,
+  options: CallOptions,
+): Promise<unknown> {
+  const what = `${service}.${method}`;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await ensure(service);
+    } catch (err) {
+      throw new FunctionError(503, 'UNAVAILABLE', `${what} has no instance that could start (${(err as Error).message}); retry later`);
+    }
+    let outcome: unknown;
+    try {
+      outcome = await call(service, method, payload, { retries: 3, ...options });
+    } catch (err) {
+      if (attempt < UNDELIVERED_ATTEMPTS && undelivered(err)) continue;
+      throw meshFailure(err, what);
+    }
+    if (!isOutcome(outcome)) throw new FunctionError(502, 'BAD_GATEWAY', `${what} answered without an outcome`);
+    return unwrapOutcome(outcome);
+  }
+}
+
+/** Whether the error (or one it wraps) says the request never reached an instance. */
+function undelivered(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e !== undefined && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (UNDELIVERED.some((code) => isThemisError(e, code))) return true;
+  }
+  return false;
+}
+
+/** A mesh failure as the status an end user sees. */
+export function meshFailure(err: unknown, what: string): FunctionError {
+  if (err instanceof FunctionError) return err;
+  if (isThemisError(err, 'ERR_MESH_DEADLINE') || isThemisError(err, 'ERR_CHANNEL_TIMEOUT')) return new FunctionError(504, 'TIMEOUT', `${what} did not answer in time`);
+  if (undelivered(err)) return new FunctionError(503, 'UNAVAILABLE', `${what} has no instance that could serve; retry`);
+  if (isThemisError(err, 'ERR_MESH_FORBIDDEN')) return new FunctionError(403, 'FORBIDDEN', `the trust-domain policy does not allow ${what}`);
+  return new FunctionError(502, 'BAD_GATEWAY', `${what} failed: ${(err as Error).message}`);
+}
