@@ -36,6 +36,7 @@ try {
   });
   console.log(first);
   await session(JSON.parse(first).gateway);
+  instances();
   console.log(`\n$ kill -INT ${child.pid}   # themis up lets in-flight requests finish, stops the instances and the anchor`);
   child.kill('SIGINT');
   const [code] = await Promise.race([exited, new Promise((_, reject) => setTimeout(() => reject(new Error(`themis up did not stop within ${STOP_MS} ms`)), STOP_MS).unref())]);
@@ -84,4 +85,17 @@ async function session(gateway) {
     token: alice.token,
     show: (answer) => `{"transactions": [${answer.transactions.map(line).join('')}\n    ], "next": ${answer.next}}`,
   });
+}
+
+/** The function instances that served the session, from themis up's log: each a V8 isolate with its own endorsed identity. */
+function instances() {
+  const started = logs.flatMap((line) => {
+    try {
+      const entry = JSON.parse(line);
+      return entry.msg === 'instance started' ? [`${entry.service} ${entry.instance}… (cold start ${Math.round(entry.coldStartMs)} ms)`] : [];
+    } catch {
+      return [];
+    }
+  });
+  if (started.length > 0) console.log(`\n# The instances that served it (isolate + fresh identity + host endorsement each):\n  ${started.join('\n  ')}`);
 }
