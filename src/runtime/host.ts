@@ -16,7 +16,7 @@ import type { AppManifest, ServiceManifest } from './manifest.js';
  * `instances.min` (0 = scale to zero) after `idleSeconds` without a call, replaces an instance
  * whose isolate died, and makes a request at zero instances wait for a cold start.
  *
- * Cold start (provisionInstance, the one provisioning seam): a fresh identity made here and never
+ * Cold start (provisionIdentity, the one provisioning seam): a fresh identity made here and never
  * exported (only its public key leaves, inside the endorsement) → the host reads and measures the
  * module bytes (SHA-256) → endorses the instance key for the service and that digest with the
  * host key → asks the attestor for extra proof credentials → the instance loads the same bytes
@@ -27,6 +27,17 @@ export interface HostAttestor {
   measure(init: { service: string; digest: Buffer }): Promise<void>;
   credentials(init: { nodeId: Buffer; service: string; digest: Buffer }): Promise<Credential[]>;
   close(): Promise<void>;
+}
+
+/** What provisionIdentity gives a new instance: its identity and proof, and the measured module. */
+export interface ProvisionedIdentity {
+  readonly identity: Identity;
+  /** The host endorsement, then any attestor credentials. */
+  readonly credentials: readonly Credential[];
+  /** SHA-256 of `source`. */
+  readonly digest: Buffer;
+  /** The module bytes that were measured: what the instance runs. */
+  readonly source: Buffer;
 }
 
 export interface HostInit {
@@ -176,7 +187,7 @@ export class Host {
   /** Starts one instance of the pool (a cold start), counting it as starting until it serves. */
   #startInstance(pool: ServicePool): Promise<FunctionInstance> {
     const started = performance.now();
-    const pending = this.provisionInstance(pool.manifest).then(
+    const pending = this.#provisionInstance(pool).then(
       (instance) => {
         pool.starting.delete(pending);
         const ms = performance.now() - started;
@@ -204,28 +215,35 @@ export class Host {
   }
 
   /**
-   * The one provisioning seam (RUNTIME-CONTRACT.md "Attestation seam"): identity, measurement,
-   * endorsement and attestation credentials of a new instance, then the instance itself.
+   * The one provisioning seam (RUNTIME-CONTRACT.md "Attestation seam"): a fresh identity for a new
+   * instance of `service` (made here, never exported), the measurement of the module bytes it
+   * will run, the host's endorsement of both, and the attestor's extra credentials.
    */
-  async provisionInstance(service: ServiceManifest): Promise<FunctionInstance> {
+  async provisionIdentity(service: string): Promise<ProvisionedIdentity> {
     const { manifest, hostIdentity, network } = this.#init;
-    const pool = this.#pool(service.name);
+    const entry = this.#pool(service).manifest.entry;
     const identity = Identity.generate(network);
-    const bytes = await readFile(service.entry);
-    const digest = createHash('sha256').update(bytes).digest();
+    const source = await readFile(entry);
+    const digest = createHash('sha256').update(source).digest();
     const credentials: Credential[] = [
-      endorsementCredential(endorse(hostIdentity, { instancePub: identity.publicKey, trustDomain: manifest.trustDomain, service: service.name, codeDigest: digest })),
+      endorsementCredential(endorse(hostIdentity, { instancePub: identity.publicKey, trustDomain: manifest.trustDomain, service, codeDigest: digest })),
     ];
     if (this.#init.attestor !== undefined) {
-      await this.#init.attestor.measure({ service: service.name, digest });
-      credentials.push(...(await this.#init.attestor.credentials({ nodeId: identity.nodeId, service: service.name, digest })));
+      await this.#init.attestor.measure({ service, digest });
+      credentials.push(...(await this.#init.attestor.credentials({ nodeId: identity.nodeId, service, digest })));
     }
+    return { identity, credentials, digest, source };
+  }
+
+  /** A cold start: a provisioned identity, then the instance that runs exactly the measured bytes. */
+  async #provisionInstance(pool: ServicePool): Promise<FunctionInstance> {
+    const { identity, credentials, source } = await this.provisionIdentity(pool.manifest.name);
     return FunctionInstance.start({
-      service,
-      source: bytes.toString('utf8'),
+      service: pool.manifest,
+      source: source.toString('utf8'),
       identity,
       credentials,
-      network,
+      network: this.#init.network,
       owner: this.#init.owner,
       bootstrap: this.#init.bootstrap,
       listenHost: this.#init.listenHost ?? '127.0.0.1',

@@ -4,7 +4,7 @@ export { openKv, kvContext, KV_LIMITS, type AppKv, type KvApi } from './kv.js';
 export { MAX_TRANSACT_ATTEMPTS, type Transaction } from './transact.js';
 export { FunctionError, type Outcome } from './function-error.js';
 export { Sandbox, type SandboxInit, type DisposeReason } from './sandbox.js';
-export { Host, type HostAttestor, type HostInit, type ServiceStats } from './host.js';
+export { Host, type HostAttestor, type HostInit, type ProvisionedIdentity, type ServiceStats } from './host.js';
 export { createGateway, type EndUser, type Gateway, type GatewayInit, type Invoke, type RouteInput } from './gateway.js';
 export { createBearerTokens, type BearerTokens, type BearerTokenInit } from './bearer.js';
 export { hashPassword, verifyPassword, SCRYPT_PARAMS, type PasswordHash } from './passwords.js';
