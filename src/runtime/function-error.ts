@@ -9,8 +9,8 @@ export class FunctionError extends Error {
   readonly status: number;
   readonly code: string;
 
-  constructor(status: number, code: string, message: string) {
-    super(message);
+  constructor(status: number, code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'FunctionError';
     this.status = status;
     this.code = code;

@@ -167,7 +167,12 @@ export async function createGateway(init: GatewayInit): Promise<Gateway> {
         allowed = true;
         continue;
       }
-      const params = Object.fromEntries(r.names.map((name, i) => [name, decodeURIComponent(match[i + 1]!)]));
+      let params: Record<string, string>;
+      try {
+        params = Object.fromEntries(r.names.map((name, i) => [name, decodeURIComponent(match[i + 1]!)]));
+      } catch {
+        throw badRequest(`the path ${url.pathname} has a malformed %-escape`);
+      }
       return r.handle(req, params, query);
     }
     if (allowed) throw new FunctionError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`);
@@ -241,9 +246,13 @@ function tooLarge(limit: number): FunctionError {
   return new FunctionError(413, 'PAYLOAD_TOO_LARGE', `the request body is larger than ${limit} bytes`);
 }
 
-/** The HTTP answer of a failure: a function's own error as it chose; anything else 500 with no detail. */
+/**
+ * The HTTP answer of a failure: a function's own error as it chose; an INTERNAL error or anything
+ * that is no FunctionError is a 500 with no detail (the detail goes to the log).
+ */
 function errorAnswer(err: unknown, log: Logger): Answer {
-  if (err instanceof FunctionError && err.status !== 500) {
+  if (err instanceof FunctionError && err.code !== 'INTERNAL') {
+    if (err.status >= 500) log.warn({ status: err.status, code: err.code, err: err.message, cause: (err.cause as Error | undefined)?.message }, 'request failed');
     return { status: err.status, body: { error: { code: err.code, message: err.message } } };
   }
   log.error({ err: err instanceof Error ? err.message : String(err) }, 'request failed');

@@ -53,8 +53,10 @@ function undelivered(err: unknown): boolean {
 /** A mesh failure as the status an end user sees. */
 export function meshFailure(err: unknown, what: string): FunctionError {
   if (err instanceof FunctionError) return err;
-  if (isThemisError(err, 'ERR_MESH_DEADLINE') || isThemisError(err, 'ERR_CHANNEL_TIMEOUT')) return new FunctionError(504, 'TIMEOUT', `${what} did not answer in time`);
-  if (undelivered(err)) return new FunctionError(503, 'UNAVAILABLE', `${what} has no instance that could serve; retry`);
-  if (isThemisError(err, 'ERR_MESH_FORBIDDEN')) return new FunctionError(403, 'FORBIDDEN', `the trust-domain policy does not allow ${what}`);
-  return new FunctionError(502, 'BAD_GATEWAY', `${what} failed: ${(err as Error).message}`);
+  // The mesh's own message (addresses, keys) stays in `cause`, for the log, not for the end user.
+  const cause = { cause: err };
+  if (isThemisError(err, 'ERR_MESH_DEADLINE') || isThemisError(err, 'ERR_CHANNEL_TIMEOUT')) return new FunctionError(504, 'TIMEOUT', `${what} did not answer in time`, cause);
+  if (undelivered(err)) return new FunctionError(503, 'UNAVAILABLE', `${what} has no instance that could serve; retry`, cause);
+  if (isThemisError(err, 'ERR_MESH_FORBIDDEN')) return new FunctionError(403, 'FORBIDDEN', `the trust-domain policy does not allow ${what}`, cause);
+  return new FunctionError(502, 'BAD_GATEWAY', `${what} failed; retry`, cause);
 }

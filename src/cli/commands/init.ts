@@ -1,4 +1,4 @@
-import { mkdir, open } from 'node:fs/promises';
+import { access, mkdir, open } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { jsonOption } from '../options.js';
@@ -23,11 +23,12 @@ export function registerInit(program: Command): void {
         [join('services', 'hello.js'), SERVICE],
         ['README.md', readme(name, dir)],
       ];
-      // Write nothing over an existing file: 'wx' fails on the first one that exists.
+      // Write nothing over an existing file, and nothing at all if one exists.
+      for (const [file] of files) {
+        if (await access(join(root, file)).then(() => true, () => false)) throw new Error(`${join(root, file)} already exists; run \`themis init\` in an empty directory`);
+      }
       for (const [file, text] of files) {
-        const handle = await open(join(root, file), 'wx').catch((err: NodeJS.ErrnoException) => {
-          throw new Error(`${join(root, file)} already exists (${err.code}); run \`themis init\` in an empty directory`);
-        });
+        const handle = await open(join(root, file), 'wx');
         try {
           await handle.writeFile(text);
         } finally {

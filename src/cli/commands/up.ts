@@ -41,11 +41,24 @@ export function registerUp(program: Command): void {
       else printLine(`${app.manifest.app} is up: gateway ${app.gateway}, anchor ${app.anchor}, services ${services.join(', ')} (Ctrl-C to stop)`);
       await stopped;
       logger.info('shutting down: finishing in-flight requests');
-      // A second signal while draining stops at once.
-      void waitForSignal().then(() => process.exit(1));
+      exitOnSecondSignal();
       await app.close();
       logger.info('stopped');
     });
+}
+
+/**
+ * A second SIGINT/SIGTERM while draining exits at once. One that follows the first within a second
+ * is the same Ctrl-C: the terminal signals the whole process group, and the re-running parent
+ * passes its copy on too.
+ */
+function exitOnSecondSignal(): void {
+  const first = Date.now();
+  const again = (): void => {
+    if (Date.now() - first > 1_000) process.exit(1);
+  };
+  process.on('SIGINT', again);
+  process.on('SIGTERM', again);
 }
 
 /** Runs this same command line in a child `node --no-node-snapshot`, passing signals on; resolves with its exit code. */
