@@ -34,7 +34,7 @@ export function errorOutcome(err: unknown): Outcome {
 /** The result of an outcome, or its error rethrown as a FunctionError. */
 export function unwrapOutcome(outcome: Outcome): unknown {
   if ('ok' in outcome) return outcome.ok;
-  throw new FunctionError(outcome.error.status, outcome.error.code, outcome.error.message);
+  throw new FunctionError(validStatus(outcome.error.status), outcome.error.code, outcome.error.message);
 }
 
 /** Whether a value received from elsewhere (a callee, an isolate) is a well-formed outcome. */

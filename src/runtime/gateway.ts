@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../core/log.js';
 import { createLogger } from '../core/log.js';
-import { FunctionError } from './function-error.js';
+import { FunctionError, validStatus } from './function-error.js';
 import { kvContext, type AppKv, type KvApi } from './kv.js';
 import type { GatewayManifest, HttpMethod } from './manifest.js';
 import { PASSWORD_LIMITS, hashPassword, verifyPassword, type PasswordHash } from './passwords.js';
@@ -253,7 +253,7 @@ function tooLarge(limit: number): FunctionError {
 function errorAnswer(err: unknown, log: Logger): Answer {
   if (err instanceof FunctionError && err.code !== 'INTERNAL') {
     if (err.status >= 500) log.warn({ status: err.status, code: err.code, err: err.message, cause: (err.cause as Error | undefined)?.message }, 'request failed');
-    return { status: err.status, body: { error: { code: err.code, message: err.message } } };
+    return { status: validStatus(err.status), body: { error: { code: err.code, message: err.message } } };
   }
   log.error({ err: err instanceof Error ? err.message : String(err) }, 'request failed');
   return { status: 500, body: { error: { code: 'INTERNAL', message: 'internal error' } } };

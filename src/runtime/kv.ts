@@ -83,7 +83,7 @@ export function kvNamespace(kv: AppKv, namespace: string): KvNamespace {
     },
     async list(prefix, limit) {
       if (typeof prefix !== 'string') throw badRequest('a kv list prefix must be a string');
-      const n = Math.min(Math.max(1, Math.floor(limit)), KV_LIMITS.listMax);
+      const n = Number.isFinite(limit) ? Math.min(Math.max(1, Math.floor(limit)), KV_LIMITS.listMax) : KV_LIMITS.listDefault;
       const start = base + prefix;
       const out: { key: string; value: string }[] = [];
       for (const { key, value } of kv.db.getRange({ start })) {
