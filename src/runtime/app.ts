@@ -55,6 +55,14 @@ export interface RunningApp {
   /** The trust-domain owner's public key, base32. */
   readonly owner: string;
   readonly dataDir: string;
+  readonly network: NetworkConfig;
+  /** The open key-value store (tests and audits read it with kvContext(app.kv, service)). */
+  readonly kv: AppKv;
+  /**
+   * The gateway's own invoke: a call over the gateway's mesh peer, so the policy applies — only the
+   * routed (and register) methods are allowed; anything else answers 403 FORBIDDEN.
+   */
+  readonly invoke: Invoke;
   /** Graceful: stop accepting, finish in-flight requests, stop instances, close the anchor. */
   close(): Promise<void>;
 }
@@ -156,9 +164,10 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
 
     const gatewayMesh = await startGatewayPeer(manifest, hostIdentity, owner.publicKey, network, bootstrap, logger);
     cleanups.push(() => gatewayMesh.close());
+    const invoke = meshInvoke(gatewayMesh, host, manifest.gateway.timeoutMs);
     const gateway: Gateway = await createGateway({
       config: manifest.gateway,
-      invoke: meshInvoke(gatewayMesh, host, manifest.gateway.timeoutMs),
+      invoke,
       kv,
       tokens: createBearerTokens({ app: manifest.app, ttlSeconds: manifest.gateway.auth?.tokenTtlSeconds ?? 3600, seed }),
       port: init.port ?? 0,
@@ -178,6 +187,9 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
       policy,
       owner: toBase32(owner.publicKey),
       dataDir,
+      network,
+      kv,
+      invoke,
       close: () => (closing ??= unwind()),
     };
   } catch (err) {

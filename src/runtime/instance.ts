@@ -165,7 +165,7 @@ export class FunctionInstance {
       case 'kv.read':
         return this.#kv.read(str(0));
       case 'kv.list':
-        return this.#kv.list(str(0), typeof args[1] === 'number' ? args[1] : KV_LIMITS.listDefault);
+        return this.#kv.list(str(0), typeof args[1] === 'number' ? args[1] : KV_LIMITS.listDefault, args[2] === null || args[2] === undefined ? undefined : str(2));
       case 'kv.commit':
         return this.#kv.commit(pairs(args[0]), pairs(args[1]));
       case 'dht.putImmutable':

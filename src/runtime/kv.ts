@@ -25,7 +25,8 @@ export interface AppKv {
 /** The `ctx.kv` object a function sees. */
 export interface KvApi {
   get(key: string): Promise<unknown>;
-  list(prefix?: string, options?: { limit?: number }): Promise<{ key: string; value: unknown }[]>;
+  /** Keys starting with `prefix`, in key order; `after` (exclusive) continues from a previous page's last key. */
+  list(prefix?: string, options?: { limit?: number; after?: string }): Promise<{ key: string; value: unknown }[]>;
   transact<T>(fn: (tx: Transaction) => Promise<T> | T): Promise<T>;
 }
 
@@ -35,7 +36,7 @@ export interface KvApi {
  */
 export interface KvNamespace {
   read(key: string): Promise<string | null>;
-  list(prefix: string, limit: number): Promise<{ key: string; value: string }[]>;
+  list(prefix: string, limit: number, after?: string): Promise<{ key: string; value: string }[]>;
   commit(reads: [string, string | null][], writes: [string, string | null][]): Promise<boolean>;
 }
 
@@ -81,13 +82,16 @@ export function kvNamespace(kv: AppKv, namespace: string): KvNamespace {
     async read(key) {
       return kv.db.get(full(key)) ?? null;
     },
-    async list(prefix, limit) {
+    async list(prefix, limit, after) {
       if (typeof prefix !== 'string') throw badRequest('a kv list prefix must be a string');
+      if (after !== undefined && typeof after !== 'string') throw badRequest('a kv list `after` must be a key (string)');
       const n = Number.isFinite(limit) ? Math.min(Math.max(1, Math.floor(limit)), KV_LIMITS.listMax) : KV_LIMITS.listDefault;
-      const start = base + prefix;
+      const within = base + prefix;
+      const from = after !== undefined && after > prefix ? base + after : within;
       const out: { key: string; value: string }[] = [];
-      for (const { key, value } of kv.db.getRange({ start })) {
-        if (!key.startsWith(start) || out.length >= n) break;
+      for (const { key, value } of kv.db.getRange({ start: from })) {
+        if (key === from && after !== undefined && after > prefix) continue; // `after` is exclusive
+        if (!key.startsWith(within) || out.length >= n) break;
         out.push({ key: key.slice(base.length), value });
       }
       return out;
@@ -126,7 +130,7 @@ export function kvContext(kv: AppKv, namespace: string): KvApi {
       return text === null ? undefined : JSON.parse(text);
     },
     async list(prefix = '', options = {}) {
-      const rows = await ns.list(prefix, options.limit ?? KV_LIMITS.listDefault);
+      const rows = await ns.list(prefix, options.limit ?? KV_LIMITS.listDefault, options.after);
       return rows.map(({ key, value }) => ({ key, value: JSON.parse(value) as unknown }));
     },
     transact: (fn) => transactLoop(ops, fn, MAX_TRANSACT_ATTEMPTS),

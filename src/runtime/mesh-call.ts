@@ -42,12 +42,17 @@ export async function callService(
   }
 }
 
-/** Whether the error (or one it wraps) says the request never reached an instance. */
-function undelivered(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e !== undefined && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (UNDELIVERED.some((code) => isThemisError(e, code))) return true;
+/** Whether the error, or one it wraps, has one of `codes`. */
+function hasCode(err: unknown, codes: readonly ErrorCode[]): boolean {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (codes.some((code) => isThemisError(e, code))) return true;
   }
   return false;
+}
+
+/** Whether the error says the request never reached an instance. */
+function undelivered(err: unknown): boolean {
+  return hasCode(err, UNDELIVERED);
 }
 
 /** A mesh failure as the status an end user sees. */
@@ -58,5 +63,6 @@ export function meshFailure(err: unknown, what: string): FunctionError {
   if (isThemisError(err, 'ERR_MESH_DEADLINE') || isThemisError(err, 'ERR_CHANNEL_TIMEOUT')) return new FunctionError(504, 'TIMEOUT', `${what} did not answer in time`, cause);
   if (undelivered(err)) return new FunctionError(503, 'UNAVAILABLE', `${what} has no instance that could serve; retry`, cause);
   if (isThemisError(err, 'ERR_MESH_FORBIDDEN')) return new FunctionError(403, 'FORBIDDEN', `the trust-domain policy does not allow ${what}`, cause);
+  if (hasCode(err, ['ERR_CHANNEL_NO_HANDLER'])) return new FunctionError(404, 'NOT_FOUND', `${what} is not a handler of the service`, cause);
   return new FunctionError(502, 'BAD_GATEWAY', `${what} failed; retry`, cause);
 }

@@ -80,7 +80,8 @@ const PRELUDE = `'use strict';
       log: Object.freeze({ info: log('info'), warn: log('warn'), error: log('error') }),
       kv: Object.freeze({
         get: async (key) => parse(await op('kv.read', key)),
-        list: async (prefix = '', options = {}) => (await op('kv.list', prefix, options.limit === undefined ? 100 : options.limit)).map((row) => ({ key: row.key, value: JSON.parse(row.value) })),
+        list: async (prefix = '', options = {}) =>
+          (await op('kv.list', prefix, options.limit === undefined ? 100 : options.limit, options.after === undefined ? null : options.after)).map((row) => ({ key: row.key, value: JSON.parse(row.value) })),
         transact: (fn) => transactLoop(kvOps, fn, ${MAX_TRANSACT_ATTEMPTS}),
       }),
       dht: Object.freeze({

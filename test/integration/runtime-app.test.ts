@@ -59,10 +59,21 @@ test('register, login and a call chain that carries the end user: gateway → no
   const added = await http('POST', '/notes', { text: 'hello' }, token);
   assert.equal(added.status, 200);
   assert.equal(added.body.owner, 'u-ada', 'users.me saw the principal the notes instance passed on');
-  assert.deepEqual(await http('GET', '/notes', undefined, token), { status: 200, body: ['hello'] });
+  assert.equal((await http('POST', '/notes', { text: 'world' }, token)).status, 200);
+  assert.deepEqual(await http('GET', '/notes', undefined, token), { status: 200, body: ['hello', 'world'] });
+  assert.deepEqual(await http('GET', '/notes?limit=1', undefined, token), { status: 200, body: ['hello'] });
+  assert.deepEqual(await http('GET', '/notes?limit=1&page=2', undefined, token), { status: 200, body: ['world'] }, 'the isolate pages with kv.list after');
   assert.equal((await http('GET', '/me')).status, 401);
   const duplicate = await http('POST', '/users', { name: 'Ada', password: 'correct horse battery' });
   assert.deepEqual(duplicate, { status: 409, body: { error: { code: 'CONFLICT', message: 'user u-ada exists' } } });
+});
+
+test('RunningApp.invoke goes through the gateway peer and its policy; app.kv reads the store', async () => {
+  assert.deepEqual(await app.invoke('notes', 'count', { body: { by: 0 } }), await app.invoke('notes', 'count', { body: { by: 0 } }));
+  const { kvContext } = await import('../../src/runtime/index.js');
+  assert.equal(typeof (await kvContext(app.kv, 'notes').get('counter')), 'number');
+  await assert.rejects(app.invoke('users', 'census', {}), (err: unknown) => (err as { status?: number }).status === 403, 'no route: the policy refuses the gateway');
+  await assert.rejects(app.invoke('users', 'nothing', {}), (err: unknown) => (err as { status?: number }).status === 404);
 });
 
 test('concurrent transactions through the gateway count every acknowledged increment exactly once', async () => {

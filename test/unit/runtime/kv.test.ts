@@ -35,6 +35,9 @@ test('get, list and transact in one namespace; namespaces never see each other',
   ]);
   assert.deepEqual(await users.list('user/', { limit: 1 }), [{ key: 'user/a', value: { name: 'Ada' } }]);
   assert.equal((await users.list('', { limit: Number.NaN })).length, 3, 'a limit that is no number is the default');
+  assert.deepEqual(await users.list('user/', { after: 'user/a' }), [{ key: 'user/b', value: { name: 'Bo' } }], '`after` is exclusive');
+  assert.deepEqual(await users.list('user/', { after: 'other' }), await users.list('user/'), 'an `after` before the prefix starts at the prefix');
+  assert.deepEqual(await users.list('user/', { after: 'user/b' }), []);
   assert.deepEqual(await users2.list(''), [{ key: 'user/z', value: 'not a user of users' }]);
   assert.equal(await kvContext(kv, 'accounts').get('user/a'), undefined);
   await users.transact((tx) => tx.delete('user/a'));
