@@ -11,7 +11,7 @@ import { createMesh, endorse, endorsementCredential, parsePolicyYaml, signPolicy
 import { createBearerTokens } from './bearer.js';
 import { createGateway, type Gateway, type Invoke } from './gateway.js';
 import { Host, type HostAttestor } from './host.js';
-import { callService } from './mesh-call.js';
+import { RUNTIME_DISCOVERY_CACHE_MS, callService } from './mesh-call.js';
 import { openKv, type AppKv } from './kv.js';
 import { GATEWAY_SERVICE, loadManifest, type AppManifest } from './manifest.js';
 
@@ -202,7 +202,7 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
 async function startGatewayPeer(manifest: AppManifest, hostIdentity: Identity, owner: Buffer, network: NetworkConfig, bootstrap: string, logger: Logger): Promise<Mesh> {
   const identity = Identity.generate(network);
   const endorsement = endorse(hostIdentity, { instancePub: identity.publicKey, trustDomain: manifest.trustDomain, service: GATEWAY_SERVICE, codeDigest: gatewayDigest(manifest) });
-  return createMesh({ identity, credentials: [endorsementCredential(endorsement)], network, bootstrap: [bootstrap], client: true, trust: { owner }, maintenance: false, logger });
+  return createMesh({ identity, credentials: [endorsementCredential(endorsement)], network, bootstrap: [bootstrap], client: true, trust: { owner }, maintenance: false, discoveryCacheMs: RUNTIME_DISCOVERY_CACHE_MS, logger });
 }
 
 /** The runtime's `invoke`: the principal token for the callee, then a runtime call over the gateway's mesh peer. */

@@ -5,7 +5,7 @@ import type { Credential } from '../handshake/index.js';
 import type { Identity, NetworkConfig } from '../identity/index.js';
 import { createMesh, type CallContext, type Mesh } from '../mesh/index.js';
 import { FunctionError, type Outcome } from './function-error.js';
-import { callService } from './mesh-call.js';
+import { RUNTIME_DISCOVERY_CACHE_MS, callService } from './mesh-call.js';
 import { KV_LIMITS, kvNamespace, type AppKv, type KvNamespace } from './kv.js';
 import type { ServiceManifest } from './manifest.js';
 import { Sandbox, callToken, type DisposeReason } from './sandbox.js';
@@ -89,6 +89,7 @@ export class FunctionInstance {
         client: true,
         trust: { owner: init.owner },
         maintenance: false,
+        discoveryCacheMs: RUNTIME_DISCOVERY_CACHE_MS,
         providerTtlMs: INSTANCE_PROVIDER_TTL_MS,
         logger: init.logger,
       }),

@@ -10,6 +10,13 @@ import { FunctionError, isOutcome, unwrapOutcome } from './function-error.js';
  */
 export type MeshCall = (service: string, method: string, payload: unknown, options: CallOptions) => Promise<unknown>;
 
+/**
+ * How long a runtime caller (gateway, instance) reuses a discovered instance list. Short, because
+ * the host starts and stops instances all the time: after a cold start the new instance is found
+ * at once instead of a stopped one being dialled; at load, one DHT lookup per service this often.
+ */
+export const RUNTIME_DISCOVERY_CACHE_MS = 250;
+
 /** Attempts of one runtime call whose request was never delivered. */
 const UNDELIVERED_ATTEMPTS = 4;
 /** Refusals that mean no instance received the request. */
