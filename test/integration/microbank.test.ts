@@ -215,13 +215,15 @@ describe('MicroBank through the gateway', () => {
     for (const [a, b] of pairs) assert.equal((await balance(a)) + (await balance(b)), 2 * OPENING);
     assert.equal(paid.length, 60);
     acked.push(...paid);
+    const report = await audit(await plainMicrobank(app.kv), acked); // the live store, read beside the running app
+    assert.deepEqual([report.conserved, report.ledgerConsistent, report.exactlyOnce, report.inFlight], [true, true, true, 0], report.problems.join('\n'));
     const replaced = Object.entries(app.host.stats()).map(([service, stats]) => `${service} ${stats.replaced}`).join(', ');
     t.diagnostic(`${retried.count} retries after the kills; instances replaced: ${replaced}`);
   });
 
   test('after a graceful close, the store conserves money and holds every acknowledged payment exactly once', async () => {
     await app.close();
-    const kv = await openKv(join(app.dataDir, 'kv'));
+    const kv = await openKv(join(app.dataDir, 'kv')); // where startApp keeps it
     try {
       const report = await audit(await plainMicrobank(kv), acked);
       assert.deepEqual([report.conserved, report.ledgerConsistent, report.exactlyOnce, report.inFlight], [true, true, true, 0], report.problems.join('\n'));
