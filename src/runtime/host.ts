@@ -7,6 +7,7 @@ import type { Credential } from '../handshake/index.js';
 import { Identity, type NetworkConfig } from '../identity/index.js';
 import { endorse, endorsementCredential } from '../mesh/index.js';
 import { FunctionInstance } from './instance.js';
+import { Sandbox } from './sandbox.js';
 import type { AppKv } from './kv.js';
 import type { AppManifest, ServiceManifest } from './manifest.js';
 
@@ -103,8 +104,27 @@ export class Host {
     this.#timer.unref();
   }
 
-  /** Starts the `instances.min` instances of every service. */
+  /**
+   * Loads every module once into a throw-away isolate (so a module that does not compile or lacks
+   * a handler fails `themis up` at once, not at its first request), then starts the
+   * `instances.min` instances of every service.
+   */
   async start(): Promise<void> {
+    await Promise.all(
+      [...this.#pools.values()].map(async ({ manifest: service }) => {
+        const sandbox = await Sandbox.create({
+          source: await readFile(service.entry, 'utf8'),
+          filename: service.entry,
+          handlers: service.handlers,
+          memoryMb: service.memoryMb,
+          timeoutMs: service.timeoutMs,
+          host: async () => {
+            throw new Error('a module cannot use ctx while it loads');
+          },
+        });
+        sandbox.dispose();
+      }),
+    );
     await Promise.all([...this.#pools.values()].flatMap((pool) => Array.from({ length: pool.manifest.instances.min }, () => this.#startInstance(pool))));
   }
 

@@ -94,4 +94,10 @@ test('themis up reports a bad manifest with its line and column and exits 1', as
   assert.equal(run.code, 1);
   assert.match(run.stderr, new RegExp(`${join(dir, 'themis.yaml')}:6:15: memoryMb must be an integer`));
   assert.equal(JSON.parse(run.stdout.trim().split('\n')[0]!).error.code, 'ERR_MANIFEST_INVALID');
+
+  writeFileSync(join(dir, 'themis.yaml'), 'app: bad\nservices:\n  hello:\n    entry: hello.js\n    handlers: [greet]\ngateway:\n  routes: []\n');
+  writeFileSync(join(dir, 'hello.js'), 'export async function greeet() {}\n');
+  const missing = await themis('up', dir, '--data', join(dir, 'data'));
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /hello\.js does not export async function\(s\) greet named in its handlers; export them or remove them from themis\.yaml \(ERR_RUNTIME_MODULE\)/);
 });
