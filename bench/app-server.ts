@@ -1,9 +1,10 @@
 /**
- * The server half of `npm run bench -- coldstart`, in its own process (isolated-vm needs
- * `--no-node-snapshot`, which bench/coldstart.ts passes):
- *   node --no-node-snapshot --import tsx bench/coldstart-host.ts --app DIR --data DIR
- * Runs the bench's one-function application with R1's `startApp` (what `themis up` runs) and
- * prints `{"pid","url"}` (the gateway). Control lines, one JSON answer each:
+ * An application under R1's `startApp` (what `themis up` runs) in its own process, for the
+ * benches that measure the runtime (coldstart; the themis mode of microbank). isolated-vm needs
+ * `--no-node-snapshot`, which they pass:
+ *   node --no-node-snapshot --import tsx bench/app-server.ts --app DIR --data DIR
+ * Prints `{"pid","url"}` (the gateway URL). Control lines, one JSON answer each:
+ *   {"cmd":"cpu"}                        this process's CPU time so far
  *   {"cmd":"stats"}                      the host's per-service stats (instances, cold starts)
  *   {"cmd":"provision","service","count","parallel"} provisions `count` instance identities of
  *       `service` — all at once, or one after the other — through the host's provisioning seam (fresh identity, code measurement, endorsement,
@@ -17,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { startApp, type RunningApp } from '../src/runtime/index.js';
 import { runServerMain } from './lib/server-main.js';
 
-export interface ColdstartHostInfo {
+export interface AppServerInfo {
   readonly pid: number;
   readonly url: string;
 }
@@ -29,7 +30,7 @@ let app: RunningApp | null = null;
 async function main(): Promise<void> {
   if (values.app === undefined || values.data === undefined) throw new Error('--app and --data are required');
   app = await startApp({ dir: values.app, dataDir: values.data, port: 0, host: '127.0.0.1' });
-  const info: ColdstartHostInfo = { pid: process.pid, url: app.gateway };
+  const info: AppServerInfo = { pid: process.pid, url: app.gateway };
   process.stdout.write(`${JSON.stringify(info)}\n`);
 }
 
@@ -79,6 +80,7 @@ async function provisionBurst(running: RunningApp, service: string, count: numbe
 
 async function command(line: string): Promise<object> {
   const message = JSON.parse(line) as { cmd?: string; service?: string; count?: number; parallel?: boolean };
+  if (message.cmd === 'cpu') return { cpu: process.cpuUsage() };
   if (app === null) throw new Error('the application is not running');
   if (message.cmd === 'stats') return { stats: app.host.stats() };
   if (message.cmd === 'provision' && typeof message.service === 'string' && Number.isInteger(message.count)) {
@@ -87,4 +89,4 @@ async function command(line: string): Promise<object> {
   throw new Error(`unknown command ${line}`);
 }
 
-runServerMain('coldstart-host', main, command);
+runServerMain('app-server', main, command);

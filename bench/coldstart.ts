@@ -5,7 +5,7 @@
  *
  * 1. Cold start to first response: a one-function application (a `hello` service with
  *    `instances.min: 0`, `idleSeconds: 1`) runs under R1's `startApp` in a server process
- *    (bench/coldstart-host.ts). Each sample waits until the host has scaled the service to zero,
+ *    (bench/app-server.ts). Each sample waits until the host has scaled the service to zero,
  *    then times one `GET /hello` through the gateway: fresh identity, code measurement,
  *    endorsement, isolate, DHT join, provider record, call, response. Baselines measured in the
  *    same run: the same request warm (an instance already up), and a new plain Node process per
@@ -28,9 +28,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
-import type { ColdstartHostInfo } from './coldstart-host.js';
-import { BENCH_DIR, Cleanup, Progress, RESULTS_DIR, UsageError, machineInfo, writeJson, type BenchContext } from './lib/bench.js';
+import type { AppServerInfo } from './app-server.js';
+import { BENCH_DIR, Cleanup, Progress, RESULTS_DIR, machineInfo, parseBenchArgs, positiveInt, runStart, writeJson, type BenchContext } from './lib/bench.js';
 import { startServerProcess } from './lib/server-process.js';
 import { percentile, round } from './lib/stats.js';
 
@@ -90,35 +89,20 @@ interface Options {
   readonly json: boolean;
 }
 
-function positiveInt(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} must be a positive integer, got "${value}"`);
-  return n;
-}
-
 function parseOptions(argv: readonly string[]): Options | null {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        quick: { type: 'boolean', default: false },
-        'cold-starts': { type: 'string' },
-        bursts: { type: 'string' },
-        instances: { type: 'string' },
-        out: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }).values;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  if (parsed.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return null;
-  }
+  const parsed = parseBenchArgs(
+    argv,
+    {
+      quick: { type: 'boolean', default: false },
+      'cold-starts': { type: 'string' },
+      bursts: { type: 'string' },
+      instances: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    USAGE,
+  );
+  if (parsed === null) return null;
   const base = parsed.quick ? QUICK : FULL;
   const instances = positiveInt('instances', parsed.instances) ?? base.instances;
   return {
@@ -181,9 +165,7 @@ export async function run(context: BenchContext): Promise<void> {
   const options = parseOptions(context.argv);
   if (options === null) return;
   const { timing } = options;
-  const started = performance.now();
-  const timestamp = new Date().toISOString();
-  const loadAtStart = machineInfo().loadAverage1m;
+  const { started, timestamp, loadAtStart } = runStart();
   const cleanup = new Cleanup();
   let progress: Progress | null = null;
   try {
@@ -197,10 +179,10 @@ export async function run(context: BenchContext): Promise<void> {
 
     progress = new Progress('coldstart', 1 + timing.coldStarts + 1 + timing.processStarts + 1 + timing.bursts);
     progress.step('start the application');
-    const server = await startServerProcess<ColdstartHostInfo>(join(BENCH_DIR, 'coldstart-host.ts'), ['--app', appDir, '--data', dataDir], ['--no-node-snapshot'], cleanup);
+    const server = await startServerProcess<AppServerInfo>(join(BENCH_DIR, 'app-server.ts'), ['--app', appDir, '--data', dataDir], ['--no-node-snapshot'], cleanup);
     const ask = async <T>(message: object): Promise<T> => {
       const answer = JSON.parse(await server.send(message)) as { ok: boolean; error?: string } & T;
-      if (!answer.ok) throw new Error(`coldstart-host: ${JSON.stringify(message)} failed: ${answer.error ?? ''}`);
+      if (!answer.ok) throw new Error(`app-server: ${JSON.stringify(message)} failed: ${answer.error ?? ''}`);
       return answer;
     };
     type Stats = Record<string, { instances: number; starting: number; coldStarts: number; coldStartMs: { last: number } | null }>;

@@ -25,8 +25,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { Cleanup, Progress, REPO_ROOT, RESULTS_DIR, UsageError, machineBusyMs, machineInfo, writeJson, type BenchContext } from './lib/bench.js';
+import { Cleanup, Progress, REPO_ROOT, RESULTS_DIR, UsageError, machineBusyMs, machineInfo, parseBenchArgs, positiveInt, runStart, writeJson, type BenchContext } from './lib/bench.js';
 import { TLS_KEY_TYPES, type TlsKeyType } from './lib/certs.js';
 import { auditStores, type Audit } from './lib/microbank-audit.js';
 import { GatewayClient, drive, setUpClient, type ClientState, type LoadWindow } from './lib/microbank-load.js';
@@ -59,6 +58,8 @@ const USAGE = `usage: npm run bench -- microbank [options]
   --quick                  short run (under a minute) with the same output
   --modes LIST             comma-separated subset of ${MICROBANK_MODE_IDS.join(',')} (writes no file unless --out)
   --tls-key ed25519|p256   certificate keys of the mtls-jwt mode (default ed25519)
+  --profile DIR            write a V8 CPU profile of every server process into DIR (node --cpu-prof;
+                           summarise with bench/tools/cpuprofile-top.ts; writes no file unless --out)
   --out FILE               results file (default bench/results/microbank.json)
   --json                   print the results JSON on stdout instead of the table`;
 
@@ -67,6 +68,7 @@ interface Options {
   readonly timing: Timing;
   readonly modes: readonly MicrobankModeId[];
   readonly tlsKey: TlsKeyType;
+  readonly profile: string | null;
   readonly out: string | null;
   readonly json: boolean;
 }
@@ -78,37 +80,24 @@ function positive(flag: string, value: string | undefined): number | undefined {
   return n;
 }
 
-function positiveInt(flag: string, value: string | undefined): number | undefined {
-  const n = positive(flag, value);
-  if (n !== undefined && !Number.isInteger(n)) throw new UsageError(`--${flag} must be a positive integer, got "${value}"`);
-  return n;
-}
-
 function parseOptions(argv: readonly string[]): Options | null {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        quick: { type: 'boolean', default: false },
-        clients: { type: 'string' },
-        seconds: { type: 'string' },
-        warmup: { type: 'string' },
-        rounds: { type: 'string' },
-        modes: { type: 'string' },
-        'tls-key': { type: 'string', default: 'ed25519' },
-        out: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }).values;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  if (parsed.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return null;
-  }
+  const parsed = parseBenchArgs(
+    argv,
+    {
+      quick: { type: 'boolean', default: false },
+      clients: { type: 'string' },
+      seconds: { type: 'string' },
+      warmup: { type: 'string' },
+      rounds: { type: 'string' },
+      modes: { type: 'string' },
+      'tls-key': { type: 'string', default: 'ed25519' },
+      profile: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    USAGE,
+  );
+  if (parsed === null) return null;
   const tlsKey = parsed['tls-key'];
   if (!TLS_KEY_TYPES.includes(tlsKey as TlsKeyType)) throw new UsageError(`--tls-key must be one of ${TLS_KEY_TYPES.join(', ')}, got "${tlsKey}"`);
   const modes = parsed.modes === undefined ? MICROBANK_MODE_IDS : parsed.modes.split(',').map((m) => m.trim());
@@ -124,7 +113,8 @@ function parseOptions(argv: readonly string[]): Options | null {
     },
     modes: modes as MicrobankModeId[],
     tlsKey: tlsKey as TlsKeyType,
-    out: parsed.out ?? (parsed.modes === undefined ? join(RESULTS_DIR, 'microbank.json') : null),
+    profile: parsed.profile ?? null,
+    out: parsed.out ?? (parsed.modes === undefined && parsed.profile === undefined ? join(RESULTS_DIR, 'microbank.json') : null),
     json: parsed.json,
   };
 }
@@ -249,16 +239,15 @@ function renderTable(ids: readonly MicrobankModeId[], results: Record<string, Mo
 // ---------------------------------------------------------------------------------------------
 // The run
 
-async function startMode(id: MicrobankModeId, tlsKey: TlsKeyType): Promise<RunningMode> {
-  return id === 'themis' ? startThemis(APP_DIR) : startBaseline(id, APP_DIR, SERVICES, tlsKey);
+async function startMode(id: MicrobankModeId, options: Options): Promise<RunningMode> {
+  const nodeArgs = options.profile === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(options.profile, id)];
+  return id === 'themis' ? startThemis(APP_DIR, nodeArgs) : startBaseline(id, APP_DIR, SERVICES, options.tlsKey, nodeArgs);
 }
 
 export async function run(context: BenchContext): Promise<void> {
   const options = parseOptions(context.argv);
   if (options === null) return;
-  const started = performance.now();
-  const timestamp = new Date().toISOString();
-  const loadAtStart = machineInfo().loadAverage1m;
+  const { started, timestamp, loadAtStart } = runStart();
   const { timing } = options;
   const cleanup = new Cleanup();
   let progress: Progress | null = null;
@@ -269,7 +258,7 @@ export async function run(context: BenchContext): Promise<void> {
     // Set-up, one mode at a time so the set-up times do not share the cores.
     for (const id of options.modes) {
       progress.step(`${MODE_LABELS[id]} · start`);
-      const mode = await startMode(id, options.tlsKey);
+      const mode = await startMode(id, options);
       cleanup.add(`stop ${id}`, () => mode.stop());
       const gw = new GatewayClient(mode.gateway, timing.clients);
       cleanup.add(`close the ${id} client`, () => gw.close());

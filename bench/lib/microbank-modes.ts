@@ -44,7 +44,7 @@ export interface RunningMode {
 }
 
 const BASELINE_SCRIPT = join(BENCH_DIR, 'lib', 'microbank-baseline-main.ts');
-const THEMIS_SCRIPT = join(BENCH_DIR, 'lib', 'microbank-themis-main.ts');
+const THEMIS_SCRIPT = join(BENCH_DIR, 'app-server.ts');
 
 /** Sends one control line to a mode process; resolves with its answer, throws on `ok: false`. */
 async function ask(proc: ServerProcess<BaselineProcessInfo>, message: object): Promise<{ cpu?: NodeJS.CpuUsage }> {
@@ -63,8 +63,11 @@ async function sumCpu(procs: readonly ServerProcess<BaselineProcessInfo>[]): Pro
   return (await Promise.all(procs.map(cpuOf))).reduce((a, b) => a + b, 0);
 }
 
-/** Starts the plain or mtls-jwt baseline: every service's process, then the gateway, then tells each where the others are. */
-export async function startBaseline(mode: 'plain' | 'mtls-jwt', appDir: string, services: readonly string[], tlsKey: TlsKeyType): Promise<RunningMode> {
+/**
+ * Starts the plain or mtls-jwt baseline: every service's process, then the gateway, then tells
+ * each where the others are. `nodeArgs` go to every process (e.g. --cpu-prof).
+ */
+export async function startBaseline(mode: 'plain' | 'mtls-jwt', appDir: string, services: readonly string[], tlsKey: TlsKeyType, nodeArgs: readonly string[] = []): Promise<RunningMode> {
   const started = performance.now();
   const cleanup = new Cleanup();
   try {
@@ -77,9 +80,9 @@ export async function startBaseline(mode: 'plain' | 'mtls-jwt', appDir: string, 
       tlsArgs.push('--tls-dir', tlsDir, '--tls-key', tlsKey);
     }
     const common = ['--mode', mode, '--app', appDir, '--data', dataDir, ...tlsArgs];
-    const procs = await Promise.all(services.map((service) => startServerProcess<BaselineProcessInfo>(BASELINE_SCRIPT, [...common, '--service', service], [], cleanup)));
+    const procs = await Promise.all(services.map((service) => startServerProcess<BaselineProcessInfo>(BASELINE_SCRIPT, [...common, '--service', service], nodeArgs, cleanup)));
     const peers = Object.fromEntries(services.map((service, i) => [service, (procs[i] as ServerProcess<BaselineProcessInfo>).info.url]));
-    const gateway = await startServerProcess<BaselineProcessInfo>(BASELINE_SCRIPT, [...common, '--gateway'], [], cleanup);
+    const gateway = await startServerProcess<BaselineProcessInfo>(BASELINE_SCRIPT, [...common, '--gateway'], nodeArgs, cleanup);
     const all = [...procs, gateway];
     for (const proc of all) await ask(proc, { cmd: 'peers', peers });
     return {
@@ -100,13 +103,13 @@ export async function startBaseline(mode: 'plain' | 'mtls-jwt', appDir: string, 
 }
 
 /** Starts the application with R1's startApp in one process (isolated-vm needs --no-node-snapshot). */
-export async function startThemis(appDir: string): Promise<RunningMode> {
+export async function startThemis(appDir: string, nodeArgs: readonly string[] = []): Promise<RunningMode> {
   const started = performance.now();
   const cleanup = new Cleanup();
   try {
     const dataDir = mkdtempSync(join(tmpdir(), 'themis-bench-microbank-themis-'));
     cleanup.add('remove the data directory', () => rmSync(dataDir, { recursive: true, force: true }));
-    const proc = await startServerProcess<BaselineProcessInfo>(THEMIS_SCRIPT, ['--app', appDir, '--data', dataDir], ['--no-node-snapshot'], cleanup);
+    const proc = await startServerProcess<BaselineProcessInfo>(THEMIS_SCRIPT, ['--app', appDir, '--data', dataDir], ['--no-node-snapshot', ...nodeArgs], cleanup);
     return {
       id: 'themis',
       gateway: proc.info.url,
