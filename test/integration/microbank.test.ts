@@ -128,6 +128,8 @@ describe('MicroBank through the gateway', () => {
       ['k-004', { from: alice.account, to: 'bob.9', amount: 100 }, 404, 'NOT_FOUND'],
       ['k-005', { from: alice.account, to: bob.account, amount: 1.5 }, 400, 'BAD_REQUEST'],
       ['k-006', { from: alice.account, to: alice.account, amount: 1 }, 400, 'BAD_REQUEST'],
+      ['k-007', { from: alice.account, to: bob.account, amount: -100 }, 400, 'BAD_REQUEST'],
+      ['k-008', { from: alice.account, to: bob.account, amount: '100' }, 400, 'BAD_REQUEST'],
     ];
     for (const [key, declined, status, code] of declines) {
       const reply = await http('POST', '/users/alice/pay', { token: alice.token, key, body: declined });
