@@ -143,3 +143,18 @@ test('killInstance: the instance is replaced and the service keeps answering', a
   for (let i = 0; i < 5 && !ok; i++) ok = (await http('POST', '/count', { by: 0 })).status === 200;
   assert.ok(ok);
 });
+
+test('a request at zero waits for the cold start only up to its bound: 503, and the instance still comes up', async (t) => {
+  const data = mkdtempSync(join(tmpdir(), 'themis-app-bound-'));
+  const bounded = await startApp({ dir: APP, dataDir: data, coldStartTimeoutMs: 1 });
+  t.after(async () => {
+    await bounded.close();
+    rmSync(data, { recursive: true, force: true });
+  });
+  const res = await fetch(`${bounded.gateway}/count`, { method: 'POST', body: '{"by":0}' });
+  assert.deepEqual([res.status, ((await res.json()) as { error: { code: string } }).error.code], [503, 'UNAVAILABLE']);
+  const end = Date.now() + 8_000;
+  while (bounded.host.stats()['notes']!.instances === 0 && Date.now() < end) await sleep(20);
+  assert.equal(bounded.host.stats()['notes']!.instances, 1, 'the cold start went on after the bound');
+  assert.equal((await fetch(`${bounded.gateway}/count`, { method: 'POST', body: '{"by":0}' })).status, 200);
+});
