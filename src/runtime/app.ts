@@ -13,6 +13,7 @@ import { createGateway, type Gateway, type Invoke } from './gateway.js';
 import { Host, type HostAttestor } from './host.js';
 import { RUNTIME_DISCOVERY_CACHE_MS, callService } from './mesh-call.js';
 import { openKv, type AppKv } from './kv.js';
+import { RuntimeMetrics } from './metrics.js';
 import { GATEWAY_SERVICE, loadManifest, type AppManifest } from './manifest.js';
 
 /**
@@ -63,6 +64,8 @@ export interface RunningApp {
    * routed (and register) methods are allowed; anything else answers 403 FORBIDDEN.
    */
   readonly invoke: Invoke;
+  /** Prometheus text of the runtime's metrics (cold starts, instances, gateway requests). */
+  metrics(): Promise<string>;
   /** Graceful: stop accepting, finish in-flight requests, stop instances, close the anchor. */
   close(): Promise<void>;
 }
@@ -147,8 +150,10 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
     const record = signPolicy(owner, policy);
     await (anchorNode ?? (await joinOnce(bootstrap, network, logger))).store(record);
 
+    const metrics = new RuntimeMetrics();
     const host = new Host({
       manifest,
+      metrics,
       hostIdentity,
       owner: owner.publicKey,
       network,
@@ -173,6 +178,7 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
       port: init.port ?? 0,
       host: listenHost,
       logger,
+      metrics,
     });
     cleanups.push(() => gateway.close());
     log.info({ app: manifest.app, gateway: gateway.url, anchor, services: [...manifest.services.keys()] }, 'app started');
@@ -190,6 +196,7 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
       network,
       kv,
       invoke,
+      metrics: () => metrics.text(),
       close: () => (closing ??= unwind()),
     };
   } catch (err) {

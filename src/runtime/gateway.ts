@@ -8,6 +8,7 @@ import { kvContext, type AppKv, type KvApi } from './kv.js';
 import type { GatewayManifest, HttpMethod } from './manifest.js';
 import { PASSWORD_LIMITS, hashPassword, verifyPassword, type PasswordHash } from './passwords.js';
 import type { BearerTokens } from './bearer.js';
+import type { RuntimeMetrics } from './metrics.js';
 
 /**
  * The HTTP gateway (node:http): maps the manifest's routes to `invoke(service, method, input,
@@ -43,6 +44,7 @@ export interface GatewayInit {
   /** Default 127.0.0.1. */
   readonly host?: string;
   readonly logger?: Logger;
+  readonly metrics?: RuntimeMetrics;
 }
 
 export interface Gateway {
@@ -60,6 +62,8 @@ interface CompiledRoute {
   readonly method: HttpMethod;
   readonly pattern: RegExp;
   readonly names: readonly string[];
+  /** `METHOD /path/:param` as in the manifest: the metrics label. */
+  readonly label: string;
   readonly handle: (req: IncomingMessage, params: Record<string, string>, query: Record<string, string>) => Promise<Answer>;
 }
 
@@ -83,7 +87,7 @@ export async function createGateway(init: GatewayInit): Promise<Gateway> {
         return '([^/]+)';
       })
       .join('/');
-    routes.push({ method, pattern: new RegExp(`^${source}/?$`), names, handle });
+    routes.push({ method, pattern: new RegExp(`^${source}/?$`), names, label: `${method} ${path}`, handle });
   };
 
   const auth = config.auth;
@@ -137,9 +141,10 @@ export async function createGateway(init: GatewayInit): Promise<Gateway> {
     const started = performance.now();
     let answer: Answer;
     const timer = new AbortController();
+    const matched = { label: 'unmatched' };
     try {
       answer = await Promise.race([
-        dispatch(req),
+        dispatch(req, matched),
         sleep(config.timeoutMs, undefined, { signal: timer.signal, ref: false }).then((): never => {
           throw new FunctionError(504, 'TIMEOUT', `the request did not complete within ${config.timeoutMs} ms`);
         }),
@@ -153,10 +158,13 @@ export async function createGateway(init: GatewayInit): Promise<Gateway> {
     if (answer.status === 413) res.setHeader('connection', 'close'); // the rest of the body is not read
     res.writeHead(answer.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
     res.end(text);
-    log.debug({ method: req.method, path: req.url, status: answer.status, ms: Math.round(performance.now() - started) }, 'request');
+    const seconds = (performance.now() - started) / 1000;
+    init.metrics?.requests.inc({ route: matched.label, status: String(answer.status) });
+    init.metrics?.requestDuration.observe({ route: matched.label }, seconds);
+    log.debug({ method: req.method, route: matched.label, status: answer.status, ms: Math.round(seconds * 1000) }, 'request');
   }
 
-  async function dispatch(req: IncomingMessage): Promise<Answer> {
+  async function dispatch(req: IncomingMessage, matched: { label: string }): Promise<Answer> {
     const url = new URL(req.url ?? '/', 'http://gateway');
     const query = Object.fromEntries(url.searchParams);
     let allowed = false;
@@ -167,6 +175,7 @@ export async function createGateway(init: GatewayInit): Promise<Gateway> {
         allowed = true;
         continue;
       }
+      matched.label = r.label;
       let params: Record<string, string>;
       try {
         params = Object.fromEntries(r.names.map((name, i) => [name, decodeURIComponent(match[i + 1]!)]));

@@ -7,6 +7,7 @@ import type { Credential } from '../handshake/index.js';
 import { Identity, type NetworkConfig } from '../identity/index.js';
 import { endorse, endorsementCredential } from '../mesh/index.js';
 import { FunctionInstance } from './instance.js';
+import type { RuntimeMetrics } from './metrics.js';
 import { Sandbox } from './sandbox.js';
 import type { AppKv } from './kv.js';
 import type { AppManifest, ServiceManifest } from './manifest.js';
@@ -54,6 +55,7 @@ export interface HostInit {
   readonly attestor?: HostAttestor;
   /** A request at zero instances waits at most this for a cold start. Default 10 s. */
   readonly coldStartTimeoutMs?: number;
+  readonly metrics?: RuntimeMetrics;
 }
 
 export interface ServiceStats {
@@ -219,6 +221,8 @@ export class Host {
           throw new ThemisError('ERR_RUNTIME_CLOSED', 'the host closed during a cold start');
         }
         pool.ready.push(instance);
+        this.#init.metrics?.coldStarts.observe({ service: pool.manifest.name }, ms / 1000);
+        this.#countInstances(pool);
         instance.onDispose((reason) => this.#gone(pool, instance, reason));
         this.#log.info({ service: pool.manifest.name, instance: instance.id.slice(0, 12), coldStartMs: round(ms) }, 'instance started');
         return instance;
@@ -301,7 +305,12 @@ export class Host {
     if (i >= 0) {
       pool.ready.splice(i, 1);
       pool.servedByGone += instance.served;
+      this.#countInstances(pool);
     }
+  }
+
+  #countInstances(pool: ServicePool): void {
+    this.#init.metrics?.instances.set({ service: pool.manifest.name }, pool.ready.length);
   }
 
   /** An isolate died (memory limit, stuck, killed): drop the instance and start a replacement. */
@@ -309,6 +318,7 @@ export class Host {
     if (this.#closed || !pool.ready.includes(instance)) return;
     this.#remove(pool, instance);
     pool.replaced++;
+    this.#init.metrics?.replaced.inc({ service: pool.manifest.name, reason });
     this.#log.warn({ service: pool.manifest.name, instance: instance.id.slice(0, 12), reason }, 'instance stopped; starting a replacement');
     void instance.stop({ graceful: false, reason: reason as 'memory' });
     void this.#startInstance(pool).catch(() => undefined);

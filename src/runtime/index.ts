@@ -9,3 +9,4 @@ export { createGateway, type EndUser, type Gateway, type GatewayInit, type Invok
 export { createBearerTokens, type BearerTokens, type BearerTokenInit } from './bearer.js';
 export { hashPassword, verifyPassword, SCRYPT_PARAMS, type PasswordHash } from './passwords.js';
 export { startApp, appPolicy, gatewayDigest, meshInvoke, type AttestationConfig, type RunningApp, type StartAppInit } from './app.js';
+export { RuntimeMetrics } from './metrics.js';

@@ -85,6 +85,16 @@ test('concurrent transactions through the gateway count every acknowledged incre
   assert.equal((await http('POST', '/count', { by: 0 })).body, start + acknowledged);
 });
 
+test('metrics count cold starts, instances and gateway requests by route and status', async () => {
+  assert.equal((await http('POST', '/count', { by: 0 })).status, 200);
+  assert.equal((await http('GET', '/nowhere')).status, 404);
+  const text = await app.metrics();
+  assert.match(text, /themis_runtime_cold_start_seconds_count\{service="notes"\} [1-9]/);
+  assert.match(text, /themis_runtime_instances\{service="notes"\} [1-9]/);
+  assert.match(text, /themis_gateway_requests_total\{route="POST \/count",status="200"\} [1-9]/);
+  assert.match(text, /themis_gateway_requests_total\{route="unmatched",status="404"\} 1/);
+});
+
 test('a function cannot reach process, require, timers or modules', async () => {
   for (const what of ['process', 'require', 'fetch', 'timers', 'constructor', 'import']) {
     const res = await http('GET', `/escape/${what}`);
