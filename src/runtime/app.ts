@@ -111,7 +111,7 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
   const logger = init.logger ?? createLogger();
   const log = logger.child({ component: 'app' });
   if (init.attestation?.mode === 'tpm' && init.attestor === undefined) {
-    throw new ThemisError('ERR_RUNTIME_MODULE', 'attestation mode "tpm" needs an attestor (src/attest); start with the default code-digest mode');
+    throw new TypeError('attestation mode "tpm" needs an attestor (src/attest createHostAttestor); or start with the default code-digest mode');
   }
   const manifest = await loadManifest(init.dir);
   const dataDir = resolve(init.dataDir ?? join(manifest.dir, '.themis'));
@@ -148,7 +148,8 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
 
     const policy = await appPolicy(manifest, hostIdentity.publicKey, Date.now());
     const record = signPolicy(owner, policy);
-    await (anchorNode ?? (await joinOnce(bootstrap, network, logger))).store(record);
+    if (anchorNode !== null) await anchorNode.store(record);
+    else await storeVia(bootstrap, record, network, logger);
 
     const metrics = new RuntimeMetrics();
     const host = new Host({
@@ -221,17 +222,15 @@ export function meshInvoke(mesh: Mesh, host: Host, deadlineMs: number): Invoke {
   };
 }
 
-/** A DHT client joined through `bootstrap`, to store the policy in a DHT this app did not start. */
-async function joinOnce(bootstrap: string, network: NetworkConfig, logger: Logger): Promise<DhtNode> {
+/** Stores a record through a short-lived DHT client joined at `bootstrap` (a DHT this app did not start). */
+async function storeVia(bootstrap: string, record: Uint8Array, network: NetworkConfig, logger: Logger): Promise<void> {
   const node = await createDhtNode({ network, client: true, logger, maintenance: false });
   try {
     await node.join([bootstrap]);
-  } catch (err) {
+    await node.store(record);
+  } finally {
     await node.leave();
-    throw err;
   }
-  setImmediate(() => void node.leave());
-  return node;
 }
 
 /** Development keys: made on first start (mode 0600), reused after. */

@@ -168,3 +168,21 @@ test('a request at zero waits for the cold start only up to its bound: 503, and 
   assert.equal(bounded.host.stats()['notes']!.instances, 1, 'the cold start went on after the bound');
   assert.equal((await fetch(`${bounded.gateway}/count`, { method: 'POST', body: '{"by":0}' })).status, 200);
 });
+
+test('a second app joins the first one\'s anchor: its own trust domain, and calls land only on its own instances', async (t) => {
+  const data = mkdtempSync(join(tmpdir(), 'themis-app-joined-'));
+  const joined = await startApp({ dir: APP, dataDir: data, anchor: app.bootstrap });
+  t.after(async () => {
+    await joined.close();
+    rmSync(data, { recursive: true, force: true });
+  });
+  assert.equal(joined.anchor, app.anchor);
+  assert.notEqual(joined.owner, app.owner);
+  const before = (await http('POST', '/count', { by: 0 })).body as number;
+  for (let i = 0; i < 3; i++) {
+    const res = await fetch(`${joined.gateway}/count`, { method: 'POST', body: '{"by":1000}' });
+    assert.equal(res.status, 200);
+  }
+  assert.equal((await http('POST', '/count', { by: 0 })).body, before, 'no call of the second app reached the first app\'s instances');
+  assert.equal(await (await fetch(`${joined.gateway}/count`, { method: 'POST', body: '{"by":0}' })).json(), 3000);
+});
