@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { Cleanup, Progress, REPO_ROOT, RESULTS_DIR, UsageError, machineBusyMs, machineInfo, parseBenchArgs, positiveInt, runStart, writeJson, type BenchContext } from './lib/bench.js';
 import { TLS_KEY_TYPES, type TlsKeyType } from './lib/certs.js';
 import { auditStores, type Audit } from './lib/microbank-audit.js';
-import { GatewayClient, drive, setUpClient, type ClientState, type LoadWindow } from './lib/microbank-load.js';
+import { GatewayClient, drive, setUpClients, type ClientState, type LoadWindow } from './lib/microbank-load.js';
 import { MICROBANK_MODE_IDS, MODE_LABELS, startBaseline, startThemis, type MicrobankModeId, type RunningMode } from './lib/microbank-modes.js';
 import { LatencyRecorder, round } from './lib/stats.js';
 
@@ -266,7 +266,7 @@ export async function run(context: BenchContext): Promise<void> {
       progress.step(`${MODE_LABELS[id]} · ${timing.clients} clients sign up`);
       const cell = new ModeCell();
       const t0 = performance.now();
-      const clients = await Promise.all(Array.from({ length: timing.clients }, (_, i) => setUpClient(gw, runId, i)));
+      const clients = await setUpClients(gw, runId, timing.clients);
       cell.clientSetupMs = performance.now() - t0;
       runs.set(id, { mode, gw, clients, cell });
       progress.tick();
@@ -307,7 +307,7 @@ export async function run(context: BenchContext): Promise<void> {
         conserved: audit.conserved,
         exactlyOnce: audit.exactlyOnce,
         ledgerConsistent: audit.ledgerConsistent,
-        audit: { ...audit, problems: audit.problems },
+        audit,
         cpu: {
           serverMsPerPayment: round(r.cell.serverCpuMs / r.cell.payments),
           serverPercent: percent(r.cell.serverCpuMs),

@@ -113,8 +113,26 @@ async function makeUser(gw: GatewayClient, id: string): Promise<BenchUser> {
   return { id, token, account };
 }
 
+/** Clients signing up at once: register and login hash passwords (scrypt), and the gateway's timeout must not cut a queue of them. */
+const SIGN_UP_CONCURRENCY = 4;
+
+/** Sets up `count` clients, a few at a time (sign-up is not measured). */
+export async function setUpClients(gw: GatewayClient, run: string, count: number): Promise<ClientState[]> {
+  const clients: ClientState[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(SIGN_UP_CONCURRENCY, count) }, async () => {
+      while (next < count) {
+        const index = next++;
+        clients[index] = await setUpClient(gw, run, index);
+      }
+    }),
+  );
+  return clients;
+}
+
 /** Client `index`'s two users; `run` (a few of a-z0-9) keeps ids unique across runs on one store. */
-export async function setUpClient(gw: GatewayClient, run: string, index: number): Promise<ClientState> {
+async function setUpClient(gw: GatewayClient, run: string, index: number): Promise<ClientState> {
   const a = await makeUser(gw, `${run}-c${index}-a`);
   const b = await makeUser(gw, `${run}-c${index}-b`);
   return { index, users: [a, b], acked: [], failedKeys: [], failures: new Map(), sent: 0 };
