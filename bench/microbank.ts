@@ -202,7 +202,7 @@ interface ModeResult {
   readonly rounds: ModeCell['rounds'];
 }
 
-function renderTable(ids: readonly MicrobankModeId[], results: Record<string, ModeResult>, ratios: Record<string, number | null>): string {
+function renderTable(ids: readonly MicrobankModeId[], results: Record<string, ModeResult>, ratios: Record<string, number | null>, cpuRatios: Record<string, number | null>): string {
   const header = ['', ...ids.map((id) => MODE_LABELS[id])];
   const rows: string[][] = [];
   const row = (label: string, show: (r: ModeResult) => string): void => {
@@ -224,6 +224,8 @@ function renderTable(ids: readonly MicrobankModeId[], results: Record<string, Mo
     const goal = GOALS[name as keyof typeof GOALS];
     out.push(`  ${name.padEnd(20)} ${value === null ? '—' : value.toFixed(2)}   (goal >= ${goal}: ${value === null ? '—' : value >= goal ? 'met' : 'NOT MET'})`);
   }
+  out.push('server CPU per payment, Themis ÷ baseline (lower is better; less sensitive to other load on the machine):');
+  for (const [name, value] of Object.entries(cpuRatios)) out.push(`  ${name.padEnd(20)} ${value === null ? '—' : value.toFixed(2)}`);
   for (const id of ids) {
     const r = results[id] as ModeResult;
     if (r.audit.problems.length > 0) out.push(`${MODE_LABELS[id]}: audit problems: ${r.audit.problems.slice(0, 5).join('; ')}`);
@@ -327,19 +329,22 @@ export async function run(context: BenchContext): Promise<void> {
     const rate = (id: MicrobankModeId): number | null => results[id]?.paymentsPerSec ?? null;
     const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : round(a / b, 3));
     const ratios = { themis_vs_plain: ratio(rate('themis'), rate('plain')), themis_vs_mtls_jwt: ratio(rate('themis'), rate('mtls-jwt')) };
+    const cpu = (id: MicrobankModeId): number | null => results[id]?.cpu.serverMsPerPayment ?? null;
+    const cpuRatios = { themis_vs_plain: ratio(cpu('themis'), cpu('plain')), themis_vs_mtls_jwt: ratio(cpu('themis'), cpu('mtls-jwt')) };
     const document = {
       bench: 'microbank',
       timestamp,
       quick: options.quick,
       modes: results,
       ratios,
+      cpuPerPaymentRatios: cpuRatios,
       goals: Object.fromEntries(
         Object.entries(GOALS).map(([name, goal]) => {
           const value = ratios[name as keyof typeof ratios];
           return [name, { value, target: `>= ${goal}`, met: value === null ? null : value >= goal }];
         }),
       ),
-      ratioNote: 'payments/s of Themis ÷ payments/s of the baseline; all modes measured in the same run, in rounds rotating the order',
+      ratioNote: 'payments/s of Themis ÷ payments/s of the baseline; all modes measured in the same run, in rounds rotating the order. cpuPerPaymentRatios: CPU time of all the mode\'s server processes per payment, Themis ÷ baseline (lower is better)',
       machine: { ...machineInfo(), loadAverage1mAtStart: loadAtStart },
       config: {
         ...timing,
@@ -354,7 +359,7 @@ export async function run(context: BenchContext): Promise<void> {
       },
       durationsMs: { measure: Math.round(measureMs), total: Math.round(performance.now() - started) },
     };
-    const table = renderTable(ids, results, ratios);
+    const table = renderTable(ids, results, ratios, cpuRatios);
     if (options.json) {
       process.stderr.write(`${table}\n`);
       process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
