@@ -97,7 +97,8 @@ describe('MicroBank through the gateway', () => {
     assert.equal((await http('POST', '/users', { body: { id: 'Alice!', name: 'x', password: 'pw pw pw pw' } })).status, 400);
     const alice = await user('alice');
     const bob = await user('bob');
-    assert.deepEqual((await http('POST', '/users', { body: { id: 'alice', name: 'again', password: 'other password' } })).body.error.code, 'USER_EXISTS');
+    const again = await http('POST', '/users', { body: { id: 'alice', name: 'again', password: 'other password' } });
+    assert.deepEqual([again.status, again.body.error.code], [409, 'USER_EXISTS']);
     assert.equal((await http('POST', '/login', { body: { id: 'alice', password: 'wrong password' } })).status, 401);
     assert.equal((await http('GET', '/users/alice/accounts')).status, 401);
     assert.equal((await http('GET', '/users/alice/accounts', { token: 'not-a-token' })).status, 401);
