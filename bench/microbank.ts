@@ -241,9 +241,9 @@ function renderTable(ids: readonly MicrobankModeId[], results: Record<string, Mo
 // ---------------------------------------------------------------------------------------------
 // The run
 
-async function startMode(id: MicrobankModeId, options: Options): Promise<RunningMode> {
+async function startMode(id: MicrobankModeId, options: Options, cleanup: Cleanup): Promise<RunningMode> {
   const nodeArgs = options.profile === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(options.profile, id)];
-  return id === 'themis' ? startThemis(APP_DIR, nodeArgs) : startBaseline(id, APP_DIR, SERVICES, options.tlsKey, nodeArgs);
+  return id === 'themis' ? startThemis(APP_DIR, cleanup, nodeArgs) : startBaseline(id, APP_DIR, SERVICES, options.tlsKey, cleanup, nodeArgs);
 }
 
 export async function run(context: BenchContext): Promise<void> {
@@ -260,8 +260,7 @@ export async function run(context: BenchContext): Promise<void> {
     // Set-up, one mode at a time so the set-up times do not share the cores.
     for (const id of options.modes) {
       progress.step(`${MODE_LABELS[id]} · start`);
-      const mode = await startMode(id, options);
-      cleanup.add(`stop ${id}`, () => mode.stop());
+      const mode = await startMode(id, options, cleanup);
       const gw = new GatewayClient(mode.gateway, timing.clients);
       cleanup.add(`close the ${id} client`, () => gw.close());
       progress.tick();

@@ -6,12 +6,12 @@
  *             a per-hop JWT checked by every service (bench/lib/microbank-wire.ts)
  *   themis    one process running R1's `startApp` (what `themis up` runs)
  * Each exposes its gateway URL, the CPU time its processes used so far, where its services' KV
- * stores are (for the audit), and a stop.
+ * stores are (for the audit); the run's Cleanup stops the processes and removes the files.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BENCH_DIR, Cleanup } from './bench.js';
+import { BENCH_DIR, type Cleanup } from './bench.js';
 import type { TlsKeyType } from './certs.js';
 import type { BaselineProcessInfo } from './microbank-baseline-main.js';
 import { issueServiceCertificates } from './microbank-pki.js';
@@ -39,8 +39,6 @@ export interface RunningMode {
   kvPath(service: string): string;
   /** CPU time (user + system) all the mode's processes used so far, ms. */
   cpuMs(): Promise<number>;
-  /** Stops the processes and removes the data and certificates. */
-  stop(): Promise<void>;
 }
 
 const BASELINE_SCRIPT = join(BENCH_DIR, 'lib', 'microbank-baseline-main.ts');
@@ -65,64 +63,58 @@ async function sumCpu(procs: readonly ServerProcess<BaselineProcessInfo>[]): Pro
 
 /**
  * Starts the plain or mtls-jwt baseline: every service's process, then the gateway, then tells
- * each where the others are. `nodeArgs` go to every process (e.g. --cpu-prof).
+ * each where the others are. `nodeArgs` go to every process (e.g. --cpu-prof); `cleanup` stops
+ * them and removes the data and certificates.
  */
-export async function startBaseline(mode: 'plain' | 'mtls-jwt', appDir: string, services: readonly string[], tlsKey: TlsKeyType, nodeArgs: readonly string[] = []): Promise<RunningMode> {
+export async function startBaseline(
+  mode: 'plain' | 'mtls-jwt',
+  appDir: string,
+  services: readonly string[],
+  tlsKey: TlsKeyType,
+  cleanup: Cleanup,
+  nodeArgs: readonly string[] = [],
+): Promise<RunningMode> {
   const started = performance.now();
-  const cleanup = new Cleanup();
-  try {
-    const dataDir = mkdtempSync(join(tmpdir(), `themis-bench-microbank-${mode}-`));
-    cleanup.add('remove the data directory', () => rmSync(dataDir, { recursive: true, force: true }));
-    const tlsArgs: string[] = [];
-    if (mode === 'mtls-jwt') {
-      const tlsDir = issueServiceCertificates(tlsKey, [...services, 'gateway']);
-      cleanup.add('remove the certificates', () => rmSync(tlsDir, { recursive: true, force: true }));
-      tlsArgs.push('--tls-dir', tlsDir, '--tls-key', tlsKey);
-    }
-    const common = ['--mode', mode, '--app', appDir, '--data', dataDir, ...tlsArgs];
-    const procs = await Promise.all(services.map((service) => startServerProcess<BaselineProcessInfo>(BASELINE_SCRIPT, [...common, '--service', service], nodeArgs, cleanup)));
-    const peers = Object.fromEntries(services.map((service, i) => [service, (procs[i] as ServerProcess<BaselineProcessInfo>).info.url]));
-    const gateway = await startServerProcess<BaselineProcessInfo>(BASELINE_SCRIPT, [...common, '--gateway'], nodeArgs, cleanup);
-    const all = [...procs, gateway];
-    for (const proc of all) await ask(proc, { cmd: 'peers', peers });
-    return {
-      id: mode,
-      gateway: gateway.info.url,
-      processes: all.length,
-      dataDir,
-      setupMs: performance.now() - started,
-      // One store per service process (bench/lib/microbank-baseline-main.ts).
-      kvPath: (service) => join(dataDir, service),
-      cpuMs: () => sumCpu(all),
-      stop: () => cleanup.run(),
-    };
-  } catch (err) {
-    await cleanup.run();
-    throw err;
+  const dataDir = mkdtempSync(join(tmpdir(), `themis-bench-microbank-${mode}-`));
+  cleanup.add('remove the data directory', () => rmSync(dataDir, { recursive: true, force: true }));
+  const tlsArgs: string[] = [];
+  if (mode === 'mtls-jwt') {
+    const tlsDir = issueServiceCertificates(tlsKey, [...services, 'gateway']);
+    cleanup.add('remove the certificates', () => rmSync(tlsDir, { recursive: true, force: true }));
+    tlsArgs.push('--tls-dir', tlsDir, '--tls-key', tlsKey);
   }
+  const common = ['--mode', mode, '--app', appDir, '--data', dataDir, ...tlsArgs];
+  const procs = await Promise.all(services.map((service) => startServerProcess<BaselineProcessInfo>(BASELINE_SCRIPT, [...common, '--service', service], nodeArgs, cleanup)));
+  const peers = Object.fromEntries(services.map((service, i) => [service, (procs[i] as ServerProcess<BaselineProcessInfo>).info.url]));
+  const gateway = await startServerProcess<BaselineProcessInfo>(BASELINE_SCRIPT, [...common, '--gateway'], nodeArgs, cleanup);
+  const all = [...procs, gateway];
+  for (const proc of all) await ask(proc, { cmd: 'peers', peers });
+  return {
+    id: mode,
+    gateway: gateway.info.url,
+    processes: all.length,
+    dataDir,
+    setupMs: performance.now() - started,
+    // One store per service process (bench/lib/microbank-baseline-main.ts).
+    kvPath: (service) => join(dataDir, service),
+    cpuMs: () => sumCpu(all),
+  };
 }
 
 /** Starts the application with R1's startApp in one process (isolated-vm needs --no-node-snapshot). */
-export async function startThemis(appDir: string, nodeArgs: readonly string[] = []): Promise<RunningMode> {
+export async function startThemis(appDir: string, cleanup: Cleanup, nodeArgs: readonly string[] = []): Promise<RunningMode> {
   const started = performance.now();
-  const cleanup = new Cleanup();
-  try {
-    const dataDir = mkdtempSync(join(tmpdir(), 'themis-bench-microbank-themis-'));
-    cleanup.add('remove the data directory', () => rmSync(dataDir, { recursive: true, force: true }));
-    const proc = await startServerProcess<BaselineProcessInfo>(THEMIS_SCRIPT, ['--app', appDir, '--data', dataDir], ['--no-node-snapshot', ...nodeArgs], cleanup);
-    return {
-      id: 'themis',
-      gateway: proc.info.url,
-      processes: 1,
-      dataDir,
-      setupMs: performance.now() - started,
-      // startApp keeps one store for all services, namespaced, at <dataDir>/kv.
-      kvPath: () => join(dataDir, 'kv'),
-      cpuMs: () => cpuOf(proc),
-      stop: () => cleanup.run(),
-    };
-  } catch (err) {
-    await cleanup.run();
-    throw err;
-  }
+  const dataDir = mkdtempSync(join(tmpdir(), 'themis-bench-microbank-themis-'));
+  cleanup.add('remove the data directory', () => rmSync(dataDir, { recursive: true, force: true }));
+  const proc = await startServerProcess<BaselineProcessInfo>(THEMIS_SCRIPT, ['--app', appDir, '--data', dataDir], ['--no-node-snapshot', ...nodeArgs], cleanup);
+  return {
+    id: 'themis',
+    gateway: proc.info.url,
+    processes: 1,
+    dataDir,
+    setupMs: performance.now() - started,
+    // startApp keeps one store for all services, namespaced, at <dataDir>/kv.
+    kvPath: () => join(dataDir, 'kv'),
+    cpuMs: () => cpuOf(proc),
+  };
 }
