@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { createLogger } from '../../core/log.js';
@@ -71,7 +72,8 @@ function rerunWithFlag(): Promise<number> {
     child.once('exit', (code, signal) => {
       process.off('SIGINT', forward);
       process.off('SIGTERM', forward);
-      resolve(code ?? (signal === null ? 1 : 128 + 1));
+      // Like a shell: a child ended by a signal exits 128 + its number.
+      resolve(code ?? 128 + (signal === null ? 1 : (constants.signals[signal] ?? 1)));
     });
   });
 }
