@@ -8,7 +8,7 @@ import { Identity, type NetworkConfig } from '../identity/index.js';
 import { endorse, endorsementCredential } from '../mesh/index.js';
 import { FunctionInstance } from './instance.js';
 import type { RuntimeMetrics } from './metrics.js';
-import { Sandbox } from './sandbox.js';
+import { Sandbox, type DisposeReason } from './sandbox.js';
 import type { AppKv } from './kv.js';
 import type { AppManifest, ServiceManifest } from './manifest.js';
 
@@ -79,6 +79,8 @@ const SAMPLES = 256;
 class ServicePool {
   readonly ready: FunctionInstance[] = [];
   readonly starting = new Set<Promise<FunctionInstance>>();
+  /** Instances out of `ready` that are still stopping (close() waits for them). */
+  readonly stopping = new Set<Promise<void>>();
   coldStartMs: number[] = [];
   coldStarts = 0;
   replaced = 0;
@@ -196,7 +198,8 @@ export class Host {
     clearInterval(this.#timer);
     const pools = [...this.#pools.values()];
     await Promise.allSettled(pools.flatMap((pool) => [...pool.starting]));
-    await Promise.all(pools.flatMap((pool) => pool.ready.splice(0).map((instance) => instance.stop({ graceful: true }))));
+    for (const pool of pools) for (const instance of pool.ready.splice(0)) this.#stop(pool, instance, { graceful: true });
+    await Promise.all(pools.flatMap((pool) => [...pool.stopping]));
     await this.#init.attestor?.close();
   }
 
@@ -217,7 +220,7 @@ export class Host {
         pool.coldStartMs.push(ms);
         if (pool.coldStartMs.length > SAMPLES) pool.coldStartMs = pool.coldStartMs.slice(-SAMPLES);
         if (this.#closed) {
-          void instance.stop({ graceful: false });
+          this.#stop(pool, instance, { graceful: false });
           throw new ThemisError('ERR_RUNTIME_CLOSED', 'the host closed during a cold start');
         }
         pool.ready.push(instance);
@@ -295,7 +298,7 @@ export class Host {
         if (instance.inFlight > 0 || now - instance.lastActive < idleMs) continue;
         this.#remove(pool, instance);
         this.#log.info({ service: pool.manifest.name, instance: instance.id.slice(0, 12) }, 'instance idle: scaled down');
-        void instance.stop({ graceful: true });
+        this.#stop(pool, instance, { graceful: true });
       }
     }
   }
@@ -309,18 +312,24 @@ export class Host {
     }
   }
 
+  /** Stops an instance that left `ready`, tracked until it has stopped. */
+  #stop(pool: ServicePool, instance: FunctionInstance, options: { graceful: boolean; reason?: DisposeReason }): void {
+    const stopping = instance.stop(options).finally(() => pool.stopping.delete(stopping));
+    pool.stopping.add(stopping);
+  }
+
   #countInstances(pool: ServicePool): void {
     this.#init.metrics?.instances.set({ service: pool.manifest.name }, pool.ready.length);
   }
 
   /** An isolate died (memory limit, stuck, killed): drop the instance and start a replacement. */
-  #gone(pool: ServicePool, instance: FunctionInstance, reason: string): void {
+  #gone(pool: ServicePool, instance: FunctionInstance, reason: DisposeReason): void {
     if (this.#closed || !pool.ready.includes(instance)) return;
     this.#remove(pool, instance);
     pool.replaced++;
     this.#init.metrics?.replaced.inc({ service: pool.manifest.name, reason });
     this.#log.warn({ service: pool.manifest.name, instance: instance.id.slice(0, 12), reason }, 'instance stopped; starting a replacement');
-    void instance.stop({ graceful: false, reason: reason as 'memory' });
+    this.#stop(pool, instance, { graceful: false, reason });
     void this.#startInstance(pool).catch(() => undefined);
   }
 }
