@@ -200,6 +200,7 @@ interface ModeResult {
   readonly clientSetupMs: number;
   readonly warmup: { payments: number; failed: number };
   readonly rounds: ModeCell['rounds'];
+  readonly details: Record<string, unknown>;
 }
 
 function renderTable(ids: readonly MicrobankModeId[], results: Record<string, ModeResult>, ratios: Record<string, number | null>, cpuRatios: Record<string, number | null>): string {
@@ -320,6 +321,7 @@ export async function run(context: BenchContext): Promise<void> {
         clientSetupMs: Math.round(r.cell.clientSetupMs),
         warmup: r.cell.warmup,
         rounds: r.cell.rounds,
+        details: await r.mode.details(),
       };
       progress.tick();
     }

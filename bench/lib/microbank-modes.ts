@@ -37,6 +37,8 @@ export interface RunningMode {
   readonly setupMs: number;
   /** The LMDB store `service`'s ctx.kv lives in (the audit reads the ledgers there with the app's own handlers). */
   kvPath(service: string): string;
+  /** What the mode reports about itself after the load (themis: the host's per-service instances and cold starts). */
+  details(): Promise<Record<string, unknown>>;
   /** CPU time (user + system) all the mode's processes used so far, ms. */
   cpuMs(): Promise<number>;
 }
@@ -45,8 +47,8 @@ const BASELINE_SCRIPT = join(BENCH_DIR, 'lib', 'microbank-baseline-main.ts');
 const THEMIS_SCRIPT = join(BENCH_DIR, 'app-server.ts');
 
 /** Sends one control line to a mode process; resolves with its answer, throws on `ok: false`. */
-async function ask(proc: ServerProcess<BaselineProcessInfo>, message: object): Promise<{ cpu?: NodeJS.CpuUsage }> {
-  const answer = JSON.parse(await proc.send(message)) as { ok: boolean; error?: string; cpu?: NodeJS.CpuUsage };
+async function ask(proc: ServerProcess<BaselineProcessInfo>, message: object): Promise<{ cpu?: NodeJS.CpuUsage; stats?: unknown }> {
+  const answer = JSON.parse(await proc.send(message)) as { ok: boolean; error?: string; cpu?: NodeJS.CpuUsage; stats?: unknown };
   if (!answer.ok) throw new Error(`process ${proc.info.pid}: ${JSON.stringify(message).slice(0, 100)} failed: ${answer.error ?? ''}`);
   return answer;
 }
@@ -97,6 +99,7 @@ export async function startBaseline(
     setupMs: performance.now() - started,
     // One store per service process (bench/lib/microbank-baseline-main.ts).
     kvPath: (service) => join(dataDir, service),
+    details: async () => ({}),
     cpuMs: () => sumCpu(all),
   };
 }
@@ -115,6 +118,7 @@ export async function startThemis(appDir: string, cleanup: Cleanup, nodeArgs: re
     setupMs: performance.now() - started,
     // startApp keeps one store for all services, namespaced, at <dataDir>/kv.
     kvPath: () => join(dataDir, 'kv'),
+    details: async () => ({ hostStats: (await ask(proc, { cmd: 'stats' })).stats }),
     cpuMs: () => cpuOf(proc),
   };
 }
