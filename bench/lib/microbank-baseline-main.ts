@@ -5,7 +5,7 @@
  * A service process runs that service's function module (bench/lib/microbank-ctx.ts) behind the
  * mode's HTTP server (bench/lib/microbank-wire.ts), with its own LMDB store under --data. The
  * gateway process runs R1's gateway (`createGateway`) with an `invoke` that calls the services
- * over the mode's transport. Prints `{"url": …}` when listening; then answers control lines:
+ * over the mode's transport. Prints `{"pid", "url"}` when listening; then answers control lines:
  *   {"cmd":"peers","peers":{service: url}}   where the other services listen (sent once all are up)
  *   {"cmd":"cpu"}                             this process's CPU time so far
  */
@@ -23,7 +23,6 @@ export interface BaselineProcessInfo {
   readonly pid: number;
   readonly url: string;
 }
-
 
 const { values } = parseArgs({
   options: {
