@@ -203,7 +203,13 @@ interface ModeResult {
   readonly details: Record<string, unknown>;
 }
 
-function renderTable(ids: readonly MicrobankModeId[], results: Record<string, ModeResult>, ratios: Record<string, number | null>, cpuRatios: Record<string, number | null>): string {
+function renderTable(
+  ids: readonly MicrobankModeId[],
+  results: Record<string, ModeResult>,
+  ratios: Record<string, number | null>,
+  perRound: Record<string, (number | null)[]>,
+  cpuRatios: Record<string, number | null>,
+): string {
   const header = ['', ...ids.map((id) => MODE_LABELS[id])];
   const rows: string[][] = [];
   const row = (label: string, show: (r: ModeResult) => string): void => {
@@ -223,7 +229,8 @@ function renderTable(ids: readonly MicrobankModeId[], results: Record<string, Mo
   out.push('ratios (Themis payments/s ÷ baseline payments/s, same run):');
   for (const [name, value] of Object.entries(ratios)) {
     const goal = GOALS[name as keyof typeof GOALS];
-    out.push(`  ${name.padEnd(20)} ${value === null ? '—' : value.toFixed(2)}   (goal >= ${goal}: ${value === null ? '—' : value >= goal ? 'met' : 'NOT MET'})`);
+    const rounds = (perRound[name] ?? []).map((v) => (v === null ? '—' : v.toFixed(2))).join(', ');
+    out.push(`  ${name.padEnd(20)} ${value === null ? '—' : value.toFixed(2)}   (goal >= ${goal}: ${value === null ? '—' : value >= goal ? 'met' : 'NOT MET'}; per round: ${rounds})`);
   }
   out.push('server CPU per payment, Themis ÷ baseline (lower is better; less sensitive to other load on the machine):');
   for (const [name, value] of Object.entries(cpuRatios)) out.push(`  ${name.padEnd(20)} ${value === null ? '—' : value.toFixed(2)}`);
@@ -330,6 +337,11 @@ export async function run(context: BenchContext): Promise<void> {
     const rate = (id: MicrobankModeId): number | null => results[id]?.paymentsPerSec ?? null;
     const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : round(a / b, 3));
     const ratios = { themis_vs_plain: ratio(rate('themis'), rate('plain')), themis_vs_mtls_jwt: ratio(rate('themis'), rate('mtls-jwt')) };
+    const perRound = (id: MicrobankModeId): (number | null)[] => results[id]?.rounds.map((x) => x.paymentsPerSec) ?? [];
+    const ratiosPerRound = {
+      themis_vs_plain: perRound('themis').map((t, i) => ratio(t, perRound('plain')[i] ?? null)),
+      themis_vs_mtls_jwt: perRound('themis').map((t, i) => ratio(t, perRound('mtls-jwt')[i] ?? null)),
+    };
     const cpu = (id: MicrobankModeId): number | null => results[id]?.cpu.serverMsPerPayment ?? null;
     const cpuRatios = { themis_vs_plain: ratio(cpu('themis'), cpu('plain')), themis_vs_mtls_jwt: ratio(cpu('themis'), cpu('mtls-jwt')) };
     const document = {
@@ -338,6 +350,7 @@ export async function run(context: BenchContext): Promise<void> {
       quick: options.quick,
       modes: results,
       ratios,
+      ratiosPerRound,
       cpuPerPaymentRatios: cpuRatios,
       goals: Object.fromEntries(
         Object.entries(GOALS).map(([name, goal]) => {
@@ -360,7 +373,7 @@ export async function run(context: BenchContext): Promise<void> {
       },
       durationsMs: { measure: Math.round(measureMs), total: Math.round(performance.now() - started) },
     };
-    const table = renderTable(ids, results, ratios, cpuRatios);
+    const table = renderTable(ids, results, ratios, ratiosPerRound, cpuRatios);
     if (options.json) {
       process.stderr.write(`${table}\n`);
       process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
