@@ -5,3 +5,4 @@
 export { createPeer, Peer, type Connection, type DialOptions, type PeerInit, type RemotePeer } from './transport/index.js';
 export { Identity, readKeyFile, writeKeyFile, networkConfig, formatNodeId, parseNodeId, type NetworkConfig } from './identity/index.js';
 export { ThemisError, isThemisError, type ErrorCode } from './core/index.js';
+export { startApp, loadManifest, parseManifest, createGateway, openKv, kvContext, FunctionError, type RunningApp, type StartAppInit, type AppManifest } from './runtime/index.js';

@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform, arch, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 
@@ -47,6 +48,11 @@ export function machineInfo(): MachineInfo {
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
     loadAverage1m: Math.round((loadavg()[0] ?? 0) * 100) / 100,
   };
+}
+
+/** When a run started (performance.now() and ISO time) and the machine's load then, for its results file. */
+export function runStart(): { readonly started: number; readonly timestamp: string; readonly loadAtStart: number } {
+  return { started: performance.now(), timestamp: new Date().toISOString(), loadAtStart: machineInfo().loadAverage1m };
 }
 
 /** CPU time all processes of the machine have used, ms summed over cores (os.cpus(): user + nice + sys + irq). */
@@ -157,4 +163,36 @@ export class Cleanup {
     })();
     return this.ran;
   }
+}
+
+/** The options of a bench's command line, with `--help`/`-h` added. */
+type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
+type BenchArgOptions<T extends ParseArgsOptionsConfig> = T & { help: { type: 'boolean'; short: 'h'; default: false } };
+type BenchArgValues<T extends ParseArgsOptionsConfig> = ReturnType<typeof parseArgs<{ args: string[]; options: BenchArgOptions<T> }>>['values'];
+
+/**
+ * Parses a bench's arguments (node:util parseArgs, strict) plus `--help`/`-h`. Returns null after
+ * printing `usage` for --help; an unknown or malformed option is a UsageError.
+ */
+export function parseBenchArgs<const T extends ParseArgsOptionsConfig>(argv: readonly string[], options: T, usage: string): BenchArgValues<T> | null {
+  const all = { ...options, help: { type: 'boolean', short: 'h', default: false } } as BenchArgOptions<T>;
+  let values: BenchArgValues<T>;
+  try {
+    ({ values } = parseArgs<{ args: string[]; options: BenchArgOptions<T> }>({ args: [...argv], options: all }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if ((values as { help?: boolean }).help === true) {
+    process.stdout.write(`${usage}\n`);
+    return null;
+  }
+  return values;
+}
+
+/** The value of `--flag` as a positive integer, undefined when absent; a UsageError otherwise. */
+export function positiveInt(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${flag} must be a positive integer, got "${value}"`);
+  return n;
 }

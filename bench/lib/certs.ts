@@ -50,7 +50,14 @@ function digestArgs(type: TlsKeyType): string[] {
   return type === 'ed25519' ? [] : ['-sha256'];
 }
 
-function issue(dir: string, type: TlsKeyType, name: 'server' | 'client', extensions: string): void {
+/** Leaf extensions: not a CA, signing only; the caller adds extendedKeyUsage and subjectAltName. */
+export const LEAF_EXTENSIONS = 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n';
+
+/**
+ * Issues `name.key` + `name.crt` (CN=`themis-bench-<name>`) in `dir`, signed by the CA there
+ * (`ca.crt`, `ca.key`, made by generateCa), valid for one day.
+ */
+export function issue(dir: string, type: TlsKeyType, name: string, extensions: string): void {
   genKey(dir, type, `${name}.key`);
   openssl(dir, ['req', '-new', '-key', `${name}.key`, '-subj', `/CN=themis-bench-${name}`, ...digestArgs(type), '-out', `${name}.csr`]);
   writeFileSync(join(dir, `${name}.ext`), extensions);
@@ -61,8 +68,8 @@ function issue(dir: string, type: TlsKeyType, name: 'server' | 'client', extensi
   ]);
 }
 
-/** Generates the CA and both leaf certificates into a new temp directory. */
-export function generateTlsMaterial(keyType: TlsKeyType): TlsMaterial {
+/** Makes a self-signed CA (`ca.key`, `ca.crt`) valid for one day in a new temp directory; returns it. */
+export function generateCa(keyType: TlsKeyType): string {
   const dir = mkdtempSync(join(tmpdir(), 'themis-bench-tls-'));
   try {
     genKey(dir, keyType, 'ca.key');
@@ -71,9 +78,19 @@ export function generateTlsMaterial(keyType: TlsKeyType): TlsMaterial {
       '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
       '-out', CERT_FILES.ca,
     ]);
-    const leaf = 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n';
-    issue(dir, keyType, 'server', `${leaf}extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n`);
-    issue(dir, keyType, 'client', `${leaf}extendedKeyUsage=clientAuth\n`);
+    return dir;
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Generates the CA and both leaf certificates into a new temp directory. */
+export function generateTlsMaterial(keyType: TlsKeyType): TlsMaterial {
+  const dir = generateCa(keyType);
+  try {
+    issue(dir, keyType, 'server', `${LEAF_EXTENSIONS}extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n`);
+    issue(dir, keyType, 'client', `${LEAF_EXTENSIONS}extendedKeyUsage=clientAuth\n`);
     return { ...readTlsMaterial(dir), keyType };
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

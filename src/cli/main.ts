@@ -8,6 +8,8 @@ import { registerMesh } from './commands/mesh.js';
 import { registerPing } from './commands/ping.js';
 import { registerServe } from './commands/serve.js';
 import { registerSim } from './commands/sim.js';
+import { registerInit } from './commands/init.js';
+import { registerUp } from './commands/up.js';
 import { UsageError } from './options.js';
 import { printJson } from './output.js';
 
@@ -29,6 +31,8 @@ registerDht(program);
 registerSim(program);
 registerMesh(program);
 registerAttest(program);
+registerUp(program);
+registerInit(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -101,7 +101,15 @@ export type ErrorCode =
   | 'ERR_ATTEST_MEASUREMENT_REFUSED'
   | 'ERR_ATTEST_NOT_MEASURED'
   | 'ERR_ATTEST_MISSING'
-  | 'ERR_ATTEST_UNAVAILABLE';
+  | 'ERR_ATTEST_UNAVAILABLE'
+  // runtime (issue 5): manifest, key-value store, instances, gateway
+  | 'ERR_MANIFEST_INVALID'
+  | 'ERR_RUNTIME_KV'
+  | 'ERR_RUNTIME_MODULE'
+  | 'ERR_RUNTIME_COLD_START'
+  | 'ERR_RUNTIME_INSTANCE_GONE'
+  | 'ERR_RUNTIME_TIMEOUT'
+  | 'ERR_RUNTIME_CLOSED';
 
 export class ThemisError extends Error {
   readonly code: ErrorCode;
