@@ -47,3 +47,4 @@ export async function connectInMemory(dialer: Peer, listener: Peer): Promise<{ d
 export function testNetwork(init: Partial<NetworkConfig> = {}): NetworkConfig {
   return networkConfig({ c1: 0, c2: 0, ...init });
 }
+export { runChurn, type ChurnEvent, type ChurnOptions, type ChurnPhase, type ChurnReport, type OperationFigures, type PhaseFigures } from './churn.js';
