@@ -41,6 +41,15 @@ export const DEFAULT_PEER_LIMITS: PeerLimits = Object.freeze({
   connectTimeoutMs: 10_000,
 });
 
+export interface PeerStats {
+  /** Handshakes in progress (at most `limits.maxPendingHandshakes` of them inbound). */
+  readonly pendingHandshakes: number;
+  /** Established connections, both directions. */
+  readonly connections: number;
+  /** Distinct source IPs with inbound connections (pending or established). */
+  readonly inboundIps: number;
+}
+
 export interface PeerInit {
   /** The peer's identity; a fresh one meeting the network's puzzles when omitted. */
   readonly identity?: Identity;
@@ -106,6 +115,11 @@ export class Peer extends EventEmitter {
     }
     this.limits = Object.freeze({ ...DEFAULT_PEER_LIMITS, ...init.limits });
     this.logger = init.logger ?? createLogger();
+  }
+
+  /** Current counters, to watch them against `limits` (docs/protocol.md §3.6). */
+  get stats(): PeerStats {
+    return { pendingHandshakes: this.pendingSockets.size, connections: this.connections.size, inboundIps: this.perIp.size };
   }
 
   /** NodeId in base32 text form. */
