@@ -1,6 +1,9 @@
 // Regressions for what the fuzzer (test/fuzz) found; each test fails on the code before its fix.
 import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
+import { isThemisError } from '../../src/core/errors.js';
+import { readExactly } from '../../src/mesh/stream-header.js';
 import { channelPair, delay, holdLoop } from '../unit/channel/helpers.js';
 
 // channel-memory / channel-tcp: an OPEN whose u32 timeoutMs is above 2^31 − 1 made setTimeout
@@ -30,4 +33,19 @@ test('a request timeout above 2^31-1 ms does not fire at once on either side', a
   release();
   assert.equal((await reply).toString(), 'still here');
   assert.deepEqual(warnings, []);
+});
+
+// mesh-call: a mesh stream whose header was cut short by FIN. readExactly resolved with the short
+// remainder (a 1-byte "length" then threw RangeError, an untyped handler failure), or, once 'end'
+// had been emitted, waited for the 10 s header deadline instead of refusing the stream.
+test('a stream that ends inside or before its header is refused at once with a typed error', async () => {
+  const short = new PassThrough();
+  short.end(Buffer.of(0x01));
+  await assert.rejects(readExactly(short, 2, AbortSignal.timeout(5000)), (err) => isThemisError(err, 'ERR_MESH_CALL_INVALID'));
+
+  const ended = new PassThrough();
+  ended.end(Buffer.of(0x16, 0xe5));
+  assert.equal((await readExactly(ended, 2)).readUInt16BE(0), 0x16e5);
+  await new Promise((resolve) => setImmediate(resolve)); // 'end' has been emitted by now
+  await assert.rejects(readExactly(ended, 0x16e5, AbortSignal.timeout(5000)), (err) => isThemisError(err, 'ERR_MESH_CALL_INVALID'));
 });
