@@ -20,6 +20,8 @@ const USAGE = `usage: npm run churn -- [options]      (or: npm run bench -- chur
   --rate R             churn events per second, each one kill and one start (default 1)
   --warmup S           load before the churn: the baseline (default 10)
   --after S            load after the churn: recovery (default 15)
+  --lookups R          lookups started per second, records and nodes alternately (default 10)
+  --calls R            calls started per second (default 40)
   --mode trust-domain|open   (default trust-domain)
   --quick              the CI test's size: 30 nodes, 4 instances, 8 s at 2/s
   --out FILE           results file (default bench/results/churn.json)
@@ -50,6 +52,8 @@ function parseOptions(argv: readonly string[]): Options | null {
         rate: { type: 'string' },
         warmup: { type: 'string' },
         after: { type: 'string' },
+        lookups: { type: 'string' },
+        calls: { type: 'string' },
         mode: { type: 'string', default: 'trust-domain' },
         quick: { type: 'boolean', default: false },
         out: { type: 'string' },
@@ -76,6 +80,8 @@ function parseOptions(argv: readonly string[]): Options | null {
       rate: positive('rate', parsed.rate, false) ?? base.rate,
       warmupSeconds: positive('warmup', parsed.warmup, false) ?? base.warmupSeconds,
       afterSeconds: positive('after', parsed.after, false) ?? base.afterSeconds,
+      lookupsPerSecond: positive('lookups', parsed.lookups, false) ?? 10,
+      callsPerSecond: positive('calls', parsed.calls, false) ?? 40,
       mode: parsed.mode,
     },
     out: parsed.out ?? join(RESULTS_DIR, 'churn.json'),
@@ -97,14 +103,18 @@ function row(label: string, phase: string, f: OperationFigures, baseline: Operat
 
 function table(report: ChurnReport): string {
   const o = report.options;
+  const e = report.events;
+  const phases = ['before', 'during', 'after'] as const;
   const lines = [
-    `churn: ${o.nodes} servers + ${o.instances} instances (${o.mode}), ${o.rate}/s for ${o.seconds} s: ${report.events.serverKills} server and ${report.events.instanceKills} instance kills (${report.events.crashes} crashes, ${report.events.leaves} leaves), ${report.events.restarts} restarts from LMDB, ${report.events.freshStarts} fresh servers, ${report.events.failedStarts} failed starts`,
+    `churn: ${o.nodes} servers + ${o.instances} instances (${o.mode}), ${o.rate}/s for ${o.seconds} s: ${e.serverKills} server and ${e.instanceKills} instance kills (${e.crashes} crashes, ${e.leaves} leaves), ${e.restarts} restarts from LMDB, ${e.freshStarts} fresh servers, ${e.failedStarts} failed starts`,
     `killed ${percent(report.killedShare)} of the population; ${percent(report.originalServersLostShare)} of the original servers gone for good`,
+    `offered load: ${o.lookupsPerSecond} lookups/s, ${o.callsPerSecond} calls/s`,
+    ...phases.map((phase) => `${phase}: ${report.phases[phase].seconds} s, CPU ${percent(report.phases[phase].cpuShare)} of one core (every peer runs in this process)`),
     '',
     `${'operation'.padEnd(15)} ${'phase'.padEnd(7)} ${'ops'.padStart(7)} ${'ok'.padStart(8)} ${'p50 ms'.padStart(6)} ${'p99 ms'.padStart(6)} ${'p50 ÷ before'.padStart(7)}  errors`,
   ];
   for (const kind of ['recordLookups', 'nodeLookups', 'calls'] as const) {
-    for (const phase of ['before', 'during', 'after'] as const) lines.push(row(kind, phase, report.phases[phase][kind], report.phases.before[kind]));
+    for (const phase of phases) lines.push(row(kind, phase, report.phases[phase][kind], report.phases.before[kind]));
   }
   const recovery = (ms: number | null): string => (ms === null ? 'not recovered' : `${ms} ms`);
   lines.push(

@@ -44,7 +44,15 @@ export interface ChurnOptions {
   readonly mode?: 'trust-domain' | 'open';
   /** Lookup loops and call loops running at once (each). Default 4. */
   readonly concurrency?: number;
-  /** The publisher re-stores its records (and the owner its policy) this often, as publishers do (docs/dht.md §1). Default 5 s. */
+  /**
+   * Lookups (records and nodes, alternately) started per second over all lookup loops, and calls
+   * per second over all call loops: the offered load, so that the driver's timing holds and the
+   * figures do not just measure a saturated event loop. A loop that falls behind runs back to back.
+   * Defaults 10 and 40.
+   */
+  readonly lookupsPerSecond?: number;
+  readonly callsPerSecond?: number;
+  /** The publisher re-stores its records (and the owner its policy) this often, as publishers do (docs/dht.md §1). Default 10 s. */
   readonly republishMs?: number;
   /** Lifetime of provider records (a crashed instance stays listed this long). Default 8 s. */
   readonly providerTtlMs?: number;
@@ -78,6 +86,8 @@ export interface OperationFigures {
 
 export interface PhaseFigures {
   readonly seconds: number;
+  /** CPU time of this process (every node, instance and client runs in it) ÷ wall time: near 1 or above, the figures measure a saturated process. */
+  readonly cpuShare: number;
   /** find() of a record stored before the churn: ok when its value comes back verified. */
   readonly recordLookups: OperationFigures;
   /** findNode() of a server alive when the lookup started and when it ended: ok when its signed contact is found. */
@@ -99,6 +109,8 @@ export interface ChurnReport {
     readonly crashShare: number;
     readonly instanceShare: number;
     readonly concurrency: number;
+    readonly lookupsPerSecond: number;
+    readonly callsPerSecond: number;
   };
   readonly phases: Readonly<Record<ChurnPhase, PhaseFigures>>;
   readonly events: {
@@ -195,9 +207,11 @@ function resolveOptions(options: ChurnOptions): Resolved {
     crashShare: options.crashShare ?? 0.5,
     instanceShare: options.instanceShare ?? instances / (nodes + instances),
     concurrency: options.concurrency ?? 4,
+    lookupsPerSecond: options.lookupsPerSecond ?? 10,
+    callsPerSecond: options.callsPerSecond ?? 40,
     warmupSeconds: options.warmupSeconds ?? 2,
     afterSeconds: options.afterSeconds ?? 8,
-    republishMs: options.republishMs ?? 5_000,
+    republishMs: options.republishMs ?? 10_000,
     providerTtlMs: options.providerTtlMs ?? 8_000,
     callDeadlineMs: options.callDeadlineMs ?? 5_000,
   };
@@ -261,20 +275,25 @@ class ChurnRun {
     await this.#setUp();
     this.#loadRunning = true;
     const loadStarted = Date.now();
+    const cpu = [process.cpuUsage()];
     const load = this.#startLoad();
     this.#emit({ type: 'phase', phase: 'before', atMs: this.#at() });
     await sleep(this.o.warmupSeconds * 1000);
     this.#phase = 'during';
     const churnStarted = Date.now();
+    cpu.push(process.cpuUsage());
     this.#emit({ type: 'phase', phase: 'during', atMs: this.#at() });
     await this.#churn();
     this.#phase = 'after';
     const churnEnded = Date.now();
+    cpu.push(process.cpuUsage());
     this.#emit({ type: 'phase', phase: 'after', atMs: this.#at() });
     await sleep(this.o.afterSeconds * 1000);
     this.#loadRunning = false;
     await load;
     const afterEnded = Date.now();
+    cpu.push(process.cpuUsage());
+    const cpuMs = (i: number): number => (cpu[i + 1]!.user + cpu[i + 1]!.system - cpu[i]!.user - cpu[i]!.system) / 1000;
     this.#emit({ type: 'phase', phase: 'check', atMs: this.#at() });
     const final = await this.#finalCheck();
     const originals = new Set(this.#servers.filter((s) => s.original).map((s) => s.identity.id));
@@ -291,11 +310,13 @@ class ChurnRun {
         crashShare: this.o.crashShare,
         instanceShare: this.o.instanceShare,
         concurrency: this.o.concurrency,
+        lookupsPerSecond: this.o.lookupsPerSecond,
+        callsPerSecond: this.o.callsPerSecond,
       },
       phases: {
-        before: this.#figures('before', (churnStarted - loadStarted) / 1000),
-        during: this.#figures('during', (churnEnded - churnStarted) / 1000),
-        after: this.#figures('after', (afterEnded - churnEnded) / 1000),
+        before: this.#figures('before', churnStarted - loadStarted, cpuMs(0)),
+        during: this.#figures('during', churnEnded - churnStarted, cpuMs(1)),
+        after: this.#figures('after', afterEnded - churnEnded, cpuMs(2)),
       },
       events: { ...this.#events, startErrors: { ...this.#startErrors } },
       killedShare: Math.min(1, (this.#events.serverKills + this.#events.instanceKills) / (this.o.nodes + this.o.instances)),
@@ -516,15 +537,24 @@ refreshSeconds: 5
 
   #startLoad(): Promise<unknown> {
     const loops: Promise<void>[] = [];
-    for (let i = 0; i < this.o.concurrency; i++) {
-      loops.push(this.#loop((n) => (n % 2 === 0 ? this.#recordLookup() : this.#nodeLookup())));
-      loops.push(this.#loop((n) => this.#call(this.#callers[(i + n) % this.#callers.length]!, n)));
+    const c = this.o.concurrency;
+    for (let i = 0; i < c; i++) {
+      loops.push(this.#loop(this.o.lookupsPerSecond / c, (n) => (n % 2 === 0 ? this.#recordLookup() : this.#nodeLookup())));
+      loops.push(this.#loop(this.o.callsPerSecond / c, (n) => this.#call(this.#callers[(i + n) % this.#callers.length]!, n)));
     }
     return Promise.all(loops);
   }
 
-  async #loop(operation: (n: number) => Promise<void>): Promise<void> {
-    for (let n = 0; this.#loadRunning; n++) await operation(n);
+  /** Runs `operation` about `perSecond` times a second (never two at once) while the load runs. */
+  async #loop(perSecond: number, operation: (n: number) => Promise<void>): Promise<void> {
+    const interval = 1000 / perSecond;
+    let next = Date.now() + this.#random() * interval;
+    for (let n = 0; this.#loadRunning; n++) {
+      await sleep(Math.max(0, next - Date.now()));
+      if (!this.#loadRunning) return;
+      next = Math.max(next + interval, Date.now());
+      await operation(n);
+    }
   }
 
   async #measure(kind: Operation['kind'], body: () => Promise<boolean | null>): Promise<void> {
@@ -594,9 +624,9 @@ refreshSeconds: 5
     return { records: { stored: this.#stored.length, found: this.#stored.length - lost.length, lost }, calls: { attempts: FINAL_CALLS, ok, errors } };
   }
 
-  #figures(phase: ChurnPhase, seconds: number): PhaseFigures {
+  #figures(phase: ChurnPhase, wallMs: number, cpuMs: number): PhaseFigures {
     const of = (kind: Operation['kind']): OperationFigures => figures(this.#operations.filter((op) => op.kind === kind && op.phase === phase));
-    return { seconds: round(seconds), recordLookups: of('recordLookups'), nodeLookups: of('nodeLookups'), calls: of('calls') };
+    return { seconds: round(wallMs / 1000), cpuShare: round(cpuMs / wallMs, 2), recordLookups: of('recordLookups'), nodeLookups: of('nodeLookups'), calls: of('calls') };
   }
 
   #recovery(kind: Operation['kind'], churnEnded: number, afterEnded: number): number | null {
