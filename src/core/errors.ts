@@ -54,6 +54,7 @@ export type ErrorCode =
   | 'ERR_DHT_PROTOCOL'
   | 'ERR_DHT_STORAGE'
   | 'ERR_DHT_CLOSED'
+  | 'ERR_DHT_RATE_LIMITED'
   // transport
   | 'ERR_TRANSPORT_ADDRESS'
   | 'ERR_TRANSPORT_CONNECT'
@@ -90,7 +91,8 @@ export type ErrorCode =
   | 'ERR_MESH_NO_INSTANCES'
   | 'ERR_MESH_CALL_FAILED'
   | 'ERR_MESH_CALL_INVALID'
-  | 'ERR_MESH_CLOSED';
+  | 'ERR_MESH_CLOSED'
+  | 'ERR_MESH_RATE_LIMITED';
 
 export class ThemisError extends Error {
   readonly code: ErrorCode;
