@@ -27,8 +27,16 @@ export interface PeerLimits {
   readonly maxConnections: number;
   /** Inbound connections (pending or established) from one IP address. Default 64. */
   readonly maxConnectionsPerIp: number;
+  /** Inbound handshakes in progress from one IP address, so one address cannot fill the half-open table. Default 16. */
+  readonly maxPendingHandshakesPerIp: number;
   /** A handshake must complete within this. Default 10 s. */
   readonly handshakeTimeoutMs: number;
+  /**
+   * Slow-loris defence: when `maxPendingHandshakes` are in progress, the oldest inbound one that
+   * has been running this long is closed to make room for the newcomer (an honest handshake takes
+   * milliseconds); younger ones keep their place and the newcomer is refused. Default 1 s.
+   */
+  readonly stalledHandshakeMs: number;
   /** TCP connect timeout. Default 10 s. */
   readonly connectTimeoutMs: number;
 }
@@ -37,7 +45,9 @@ export const DEFAULT_PEER_LIMITS: PeerLimits = Object.freeze({
   maxPendingHandshakes: 128,
   maxConnections: 1024,
   maxConnectionsPerIp: 64,
+  maxPendingHandshakesPerIp: 16,
   handshakeTimeoutMs: 10_000,
+  stalledHandshakeMs: 1_000,
   connectTimeoutMs: 10_000,
 });
 
@@ -103,6 +113,9 @@ export class Peer extends EventEmitter {
   /** NodeId (hex) → Noise static key from verified handshakes; lets the next dial use IK. */
   private readonly staticKeys = new Map<string, Buffer>();
   private readonly pendingSockets = new Set<Duplex>();
+  /** Inbound TCP handshakes in progress, oldest first, with their start (performance.now()). */
+  private readonly inboundPending = new Map<Duplex, number>();
+  private readonly pendingPerIp = new Map<string, number>();
   private readonly perIp = new Map<string, number>();
   private closing = false;
 
@@ -229,9 +242,11 @@ export class Peer extends EventEmitter {
     const ip = socket.remoteAddress ?? 'unknown';
     const address = `tcp://${ip}:${socket.remotePort ?? 0}`;
     const fromIp = this.perIp.get(ip) ?? 0;
+    const pendingFromIp = this.pendingPerIp.get(ip) ?? 0;
     const refusal =
       this.closing ? 'closing'
-      : this.pendingSockets.size >= this.limits.maxPendingHandshakes ? 'too many handshakes in progress'
+      : pendingFromIp >= this.limits.maxPendingHandshakesPerIp ? 'too many handshakes in progress from this address'
+      : this.pendingSockets.size >= this.limits.maxPendingHandshakes && !this.evictStalledHandshake() ? 'too many handshakes in progress'
       : this.connections.size >= this.limits.maxConnections ? 'too many connections'
       : fromIp >= this.limits.maxConnectionsPerIp ? 'too many connections from this address'
       : null;
@@ -246,9 +261,31 @@ export class Peer extends EventEmitter {
       if (n === 0) this.perIp.delete(ip);
       else this.perIp.set(ip, n);
     });
-    this.acceptOver(socket, address).catch(() => {
-      // Already logged with its precise code in establish(); the socket is closed.
-    });
+    this.inboundPending.set(socket, performance.now());
+    this.pendingPerIp.set(ip, pendingFromIp + 1);
+    this.acceptOver(socket, address)
+      .catch(() => {
+        // Already logged with its precise code in establish(); the socket is closed.
+      })
+      .finally(() => {
+        this.inboundPending.delete(socket);
+        const n = (this.pendingPerIp.get(ip) ?? 1) - 1;
+        if (n === 0) this.pendingPerIp.delete(ip);
+        else this.pendingPerIp.set(ip, n);
+      });
+  }
+
+  /** Closes the oldest inbound handshake if it has stalled for `stalledHandshakeMs`; true when it made room. */
+  private evictStalledHandshake(): boolean {
+    const oldest = this.inboundPending.entries().next().value;
+    if (oldest === undefined) return false;
+    const [socket, since] = oldest;
+    if (performance.now() - since < this.limits.stalledHandshakeMs) return false;
+    this.inboundPending.delete(socket);
+    this.pendingSockets.delete(socket);
+    socket.destroy();
+    this.logger.debug({ code: 'ERR_TRANSPORT_LIMIT' }, 'closed a stalled inbound handshake to make room');
+    return true;
   }
 
   private async establish(
