@@ -135,7 +135,7 @@ test('mesh call flood from one caller: refused with ERR_MESH_RATE_LIMITED and co
   t.after(() => Promise.all(meshes.map((m) => m.close())));
   const victim = await createMesh({ network, listen: LISTEN, bootstrap: [], maintenance: false, callRateLimit: limit });
   meshes.push(victim);
-  await victim.provide('users', { get: ({ id }: { id: number }) => ({ id }) });
+  await victim.provide('users', { get: (payload) => ({ id: (payload as { id: number }).id }) });
   const bootstrap = [`${victim.id}@${victim.addresses[0]!}`];
   const attacker = await createMesh({ network, bootstrap, maintenance: false });
   meshes.push(attacker);

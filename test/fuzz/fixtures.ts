@@ -153,3 +153,6 @@ export function untypedErrorLog(): { logger: Logger; problems: string[] } {
   });
   return { logger: pino({ level: 'warn' }, sink), problems };
 }
+
+/** A target's out-of-band problems as one report, or null when there are none. */
+export const joinProblems = (problems: readonly string[]): string | null => (problems.length === 0 ? null : problems.join('\n'));

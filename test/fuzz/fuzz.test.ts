@@ -7,10 +7,10 @@ import { runTarget } from './harness.js';
 import { TARGETS } from './targets/index.js';
 
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20_261_122);
-const CASES = 300;
+const CASES = 200;
 /** A cap per target so a slow machine keeps the suite fast; the count reached is still checked. */
-const CAP_MS = 1500;
-const MIN_CASES = 50;
+const CAP_MS = 1000;
+const MIN_CASES = 30;
 
 for (const target of TARGETS) {
   test(`fuzz ${target.name}: ${CASES} cases, typed rejections only`, async () => {

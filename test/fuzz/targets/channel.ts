@@ -2,7 +2,6 @@
 // and a whole Channel under attack by a peer that holds the real transport keys, over in-memory
 // duplex pairs and over TCP on 127.0.0.1.
 import { once } from 'node:events';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ThemisError } from '../../../src/core/errors.js';
 import { Channel, type ChannelHandlers } from '../../../src/channel/index.js';
@@ -10,7 +9,8 @@ import { FrameReader } from '../../../src/channel/frames.js';
 import { TransportOpener, TransportSealer } from '../../../src/channel/secure-framer.js';
 import { CipherState } from '../../../src/handshake/noise/index.js';
 import { memoryDuplexPair } from '../../../src/transport/index.js';
-import { frameSequences, plaintextsOf, sealAll, selector, sha256, tagged, transportKeys, untypedErrorLog } from '../fixtures.js';
+import { dial, tcpServer } from '../../unit/channel/helpers.js';
+import { frameSequences, joinProblems, plaintextsOf, sealAll, selector, sha256, tagged, transportKeys, untypedErrorLog } from '../fixtures.js';
 import { defineTarget } from '../harness.js';
 
 /** Reads every field of every frame in a plaintext, as the channel does. */
@@ -106,49 +106,26 @@ export const channelMemory = defineTarget({
     const [attacker, victim] = memoryDuplexPair();
     await attackChannel(attacker, victim, input, logger);
   },
-  problems: ({ problems }) => (problems.length === 0 ? null : problems.join('\n')),
+  problems: ({ problems }) => joinProblems(problems),
   maxLength: 4096,
 });
 
 interface TcpContext {
-  readonly server: Server;
-  readonly port: number;
-  readonly accepted: Socket[];
-  readonly waiting: ((socket: Socket) => void)[];
+  readonly server: Awaited<ReturnType<typeof tcpServer>>;
   readonly log: ReturnType<typeof untypedErrorLog>;
 }
 
 export const channelTcp = defineTarget({
   name: 'channel-tcp',
   description: 'the same Channel attack over real TCP connections on 127.0.0.1 (one connection per case)',
-  async setup(): Promise<TcpContext> {
-    const accepted: Socket[] = [];
-    const waiting: ((socket: Socket) => void)[] = [];
-    const server = createServer({ noDelay: true }, (socket) => {
-      const next = waiting.shift();
-      if (next !== undefined) next(socket);
-      else accepted.push(socket);
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('no TCP address');
-    return { server, port: address.port, accepted, waiting, log: untypedErrorLog() };
-  },
+  setup: async (): Promise<TcpContext> => ({ server: await tcpServer(), log: untypedErrorLog() }),
   seeds: () => frameSequences(),
-  async run(context, input) {
-    const attacker = connect({ host: '127.0.0.1', port: context.port, noDelay: true });
-    attacker.on('error', () => {});
-    const victim = await new Promise<Socket>((resolve) => {
-      const ready = context.accepted.shift();
-      if (ready !== undefined) resolve(ready);
-      else context.waiting.push(resolve);
-    });
-    await once(attacker, 'connect');
-    await attackChannel(attacker, victim, input, context.log.logger);
+  async run({ server, log }, input) {
+    const [attacker, victim] = await Promise.all([dial(server.port), server.accept()]);
+    await attackChannel(attacker, victim, input, log.logger);
   },
-  problems: ({ log }) => (log.problems.length === 0 ? null : log.problems.join('\n')),
-  teardown: ({ server }) => new Promise<void>((resolve) => server.close(() => resolve())),
+  problems: ({ log }) => joinProblems(log.problems),
+  teardown: ({ server }) => server.close(),
   maxLength: 4096,
   caseTimeoutMs: 5000,
 });

@@ -7,7 +7,7 @@ import { encodePolicy } from '../../../src/mesh/index.js';
 import { createRevocation } from '../../../src/mesh/revocation.js';
 import { connectInMemory } from '../../../src/testing/index.js';
 import { createPeer, type Connection, type Peer } from '../../../src/transport/index.js';
-import { ids, network, policy, selector, tagged, untypedErrorLog } from '../fixtures.js';
+import { ids, joinProblems, network, policy, selector, tagged, untypedErrorLog } from '../fixtures.js';
 import { defineTarget } from '../harness.js';
 
 const NOW = Date.now();
@@ -120,7 +120,7 @@ export const dhtRpc = defineTarget({
     if (answer instanceof Error) problems.push(`the node no longer answers a ping: ${answer.message}`);
     const held = node.peer.connections.size;
     if (held > 1) problems.push(`the node holds ${held} connections`);
-    return problems.length === 0 ? null : problems.join('\n');
+    return joinProblems(problems);
   },
   async teardown({ node, attacker }) {
     await attacker.close();

@@ -7,7 +7,7 @@ import { createInitiator, createResponder, encodeProof, prologue, PROTOCOL_IK, P
 import { HandshakeState } from '../../../src/handshake/noise/index.js';
 import { Identity } from '../../../src/identity/index.js';
 import { createPeer, memoryDuplexPair, type Peer } from '../../../src/transport/index.js';
-import { credentials, ids, network, selector, tagged, untypedErrorLog } from '../fixtures.js';
+import { credentials, ids, joinProblems, network, selector, tagged, untypedErrorLog } from '../fixtures.js';
 import { defineTarget } from '../harness.js';
 
 const responderId = ids.host;
@@ -199,8 +199,13 @@ async function settled(peer: Peer): Promise<void> {
   while (peer.stats.pendingHandshakes > 0) await new Promise((resolve) => setImmediate(resolve));
 }
 
-const peerLeaks = ({ peer }: PeerContext): string | null =>
-  peer.stats.connections > 0 || peer.stats.pendingHandshakes > 0 ? `${peer.stats.connections} connections, ${peer.stats.pendingHandshakes} handshakes in progress` : null;
+/** What both victim-peer targets check after each case and after the run, and how they end. */
+const victimChecks = {
+  leaks: ({ peer }: PeerContext): string | null =>
+    peer.stats.connections > 0 || peer.stats.pendingHandshakes > 0 ? `${peer.stats.connections} connections, ${peer.stats.pendingHandshakes} handshakes in progress` : null,
+  problems: ({ problems }: PeerContext): string | null => joinProblems(problems),
+  teardown: ({ peer }: PeerContext): Promise<void> => peer.close(),
+};
 
 export const handshakeMemory = defineTarget({
   name: 'handshake-memory',
@@ -222,9 +227,7 @@ export const handshakeMemory = defineTarget({
       await settled(peer);
     }
   },
-  leaks: peerLeaks,
-  problems: ({ problems }) => (problems.length === 0 ? null : problems.join('\n')),
-  teardown: ({ peer }) => peer.close(),
+  ...victimChecks,
 });
 
 export const handshakeTcp = defineTarget({
@@ -248,8 +251,6 @@ export const handshakeTcp = defineTarget({
     await closed;
     while (peer.stats.pendingHandshakes > 0 || peer.stats.connections > 0) await new Promise((resolve) => setImmediate(resolve));
   },
-  leaks: peerLeaks,
-  problems: ({ problems }) => (problems.length === 0 ? null : problems.join('\n')),
-  teardown: ({ peer }) => peer.close(),
+  ...victimChecks,
   caseTimeoutMs: 3000,
 });

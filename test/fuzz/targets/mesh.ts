@@ -29,7 +29,7 @@ import { createRevocation, openRevocation } from '../../../src/mesh/revocation.j
 import { encodeRotationChain, rotationStatement } from '../../../src/mesh/rotation.js';
 import { createPeer, type Connection, type Peer } from '../../../src/transport/index.js';
 import { ThemisError } from '../../../src/core/errors.js';
-import { endorsement, ids, network, policy, policyYaml, rotationChain, selector, tagged, untypedErrorLog } from '../fixtures.js';
+import { endorsement, ids, joinProblems, network, policy, policyYaml, rotationChain, selector, tagged, untypedErrorLog } from '../fixtures.js';
 import { defineTarget } from '../harness.js';
 
 const NOW = Date.now();
@@ -211,7 +211,7 @@ export const meshCall = defineTarget({
   async problems({ conn, problems }) {
     const answer = await conn.request('mesh/users/get', encodeCallRequest({ honest: true }, { traceparent: newTraceparent() }), { timeoutMs: 2000 }).catch((err: Error) => err);
     if (answer instanceof Error || !(decodeCallResponse(answer) as { honest?: boolean }).honest) problems.push(`the mesh no longer serves an honest call: ${String(answer)}`);
-    return problems.length === 0 ? null : problems.join('\n');
+    return joinProblems(problems);
   },
   async teardown({ mesh, attacker }) {
     await attacker.close();
