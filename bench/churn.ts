@@ -6,8 +6,8 @@
  * success, call error rates, latency and recovery; writes bench/results/churn.json.
  */
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { runChurn, type ChurnOptions, type ChurnReport, type OperationFigures } from '../src/testing/churn.js';
+import { parseBenchArgs } from './lib/args.js';
 import { Cleanup, Progress, RESULTS_DIR, UsageError, machineInfo, writeJson, type BenchContext } from './lib/bench.js';
 
 export const description = 'churn on loopback: DHT servers and mesh instances killed and started under lookup and call load';
@@ -23,7 +23,7 @@ const USAGE = `usage: npm run churn -- [options]      (or: npm run bench -- chur
   --lookups R          lookups started per second, records and nodes alternately (default 10)
   --calls R            calls started per second (default 40)
   --mode trust-domain|open   (default trust-domain)
-  --quick              the CI test's size: 30 nodes, 4 instances, 8 s at 2/s
+  --quick              about the CI test's size: 30 nodes, 6 instances, 6 s at 2/s
   --out FILE           results file (default bench/results/churn.json)
   --json               print the results JSON on stdout instead of the table`;
 
@@ -41,9 +41,8 @@ function positive(flag: string, value: string | undefined, integer: boolean): nu
 }
 
 function parseOptions(argv: readonly string[]): Options | null {
-  let parsed;
-  try {
-    parsed = parseArgs({
+  const parsed = parseBenchArgs(
+    {
       args: [...argv],
       options: {
         nodes: { type: 'string' },
@@ -60,17 +59,13 @@ function parseOptions(argv: readonly string[]): Options | null {
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
-    }).values;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  if (parsed.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return null;
-  }
+    },
+    USAGE,
+  );
+  if (parsed === null) return null;
   if (parsed.mode !== 'trust-domain' && parsed.mode !== 'open') throw new UsageError(`--mode must be trust-domain or open, got "${parsed.mode}"`);
   const base = parsed.quick
-    ? { nodes: 30, instances: 4, seconds: 8, rate: 2, warmupSeconds: 1, afterSeconds: 3 }
+    ? { nodes: 30, instances: 6, seconds: 6, rate: 2, warmupSeconds: 1, afterSeconds: 2 }
     : { nodes: 40, instances: 8, seconds: 60, rate: 1, warmupSeconds: 10, afterSeconds: 15 };
   return {
     churn: {

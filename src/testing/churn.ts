@@ -15,7 +15,10 @@ import { RecordType, createDhtNode, createRecord, mutableKey, type DhtNode } fro
 import { Identity, type NetworkConfig } from '../identity/index.js';
 import { createMesh, endorse, endorsementCredential, parsePolicyYaml, signPolicy, type Mesh, type MeshInit } from '../mesh/index.js';
 import type { PeerLimits } from '../transport/index.js';
+import { phaseFigures, recoveryMs, type ChurnPhase, type ChurnReport, type Operation } from './churn-report.js';
 import { testNetwork } from './index.js';
+
+export type { ChurnPhase, ChurnReport, OperationFigures, PhaseFigures } from './churn-report.js';
 
 export interface ChurnOptions {
   /** DHT server nodes kept running (each kill is followed by a start). Default 32. */
@@ -67,90 +70,10 @@ export interface ChurnOptions {
   readonly onEvent?: (event: ChurnEvent) => void;
 }
 
-export type ChurnPhase = 'before' | 'during' | 'after';
-
 export type ChurnEvent =
   | { readonly type: 'phase'; readonly phase: ChurnPhase | 'setup' | 'check'; readonly atMs: number }
   | { readonly type: 'kill'; readonly target: 'server' | 'instance'; readonly how: 'crash' | 'leave'; readonly id: string; readonly atMs: number }
   | { readonly type: 'start'; readonly target: 'server' | 'instance'; readonly how: 'fresh' | 'restart'; readonly id: string; readonly atMs: number; readonly ok: boolean };
-
-export interface OperationFigures {
-  readonly attempts: number;
-  readonly ok: number;
-  /** ok ÷ attempts (1 when there were none). */
-  readonly successRate: number;
-  /** Failures by error code. */
-  readonly errors: Readonly<Record<string, number>>;
-  readonly latencyMs: { readonly p50: number; readonly p99: number };
-}
-
-export interface PhaseFigures {
-  readonly seconds: number;
-  /** CPU time of this process (every node, instance and client runs in it) ÷ wall time: near 1 or above, the figures measure a saturated process. */
-  readonly cpuShare: number;
-  /** find() of a record stored before the churn: ok when its value comes back verified. */
-  readonly recordLookups: OperationFigures;
-  /** findNode() of a server alive when the lookup started and when it ended: ok when its signed contact is found. */
-  readonly nodeLookups: OperationFigures;
-  /** mesh call `users.get` (retries on other instances included): ok when the right answer comes back. */
-  readonly calls: OperationFigures;
-}
-
-export interface ChurnReport {
-  readonly options: {
-    readonly nodes: number;
-    readonly instances: number;
-    readonly callers: number;
-    readonly records: number;
-    readonly seconds: number;
-    readonly rate: number;
-    readonly mode: 'trust-domain' | 'open';
-    readonly restartShare: number;
-    readonly crashShare: number;
-    readonly instanceShare: number;
-    readonly concurrency: number;
-    readonly lookupsPerSecond: number;
-    readonly callsPerSecond: number;
-  };
-  readonly phases: Readonly<Record<ChurnPhase, PhaseFigures>>;
-  readonly events: {
-    readonly serverKills: number;
-    readonly instanceKills: number;
-    readonly crashes: number;
-    readonly leaves: number;
-    readonly freshStarts: number;
-    readonly restarts: number;
-    /** Starts that failed three attempts. */
-    readonly failedStarts: number;
-    /** Errors of start attempts, by code (a start that failed once and then succeeded counts here only). */
-    readonly startErrors: Readonly<Record<string, number>>;
-  };
-  /** Kills during the churn ÷ (nodes + instances): the share of the population replaced. */
-  readonly killedShare: number;
-  /** Distinct servers of the initial population killed and never restarted ÷ nodes. */
-  readonly originalServersLostShare: number;
-  /**
-   * Time from the end of the churn to the end of the last failed operation of each kind that
-   * started after it (0: none failed); null when the last one failed within 1 s of the end of the
-   * after-phase (not recovered yet).
-   */
-  readonly recoveryMs: { readonly recordLookups: number | null; readonly nodeLookups: number | null; readonly calls: number | null };
-  /** After the load stopped: each record looked up once, then calls one at a time. */
-  readonly final: {
-    readonly records: { readonly stored: number; readonly found: number; readonly lost: readonly string[] };
-    readonly calls: { readonly attempts: number; readonly ok: number; readonly errors: Readonly<Record<string, number>> };
-  };
-  readonly durationMs: number;
-}
-
-interface Operation {
-  readonly kind: 'recordLookups' | 'nodeLookups' | 'calls';
-  readonly phase: ChurnPhase;
-  readonly startedAt: number;
-  readonly endedAt: number;
-  readonly ok: boolean;
-  readonly code?: string;
-}
 
 interface Server {
   node: DhtNode;
@@ -314,17 +237,17 @@ class ChurnRun {
         callsPerSecond: this.o.callsPerSecond,
       },
       phases: {
-        before: this.#figures('before', churnStarted - loadStarted, cpuMs(0)),
-        during: this.#figures('during', churnEnded - churnStarted, cpuMs(1)),
-        after: this.#figures('after', afterEnded - churnEnded, cpuMs(2)),
+        before: phaseFigures(this.#operations, 'before', churnStarted - loadStarted, cpuMs(0)),
+        during: phaseFigures(this.#operations, 'during', churnEnded - churnStarted, cpuMs(1)),
+        after: phaseFigures(this.#operations, 'after', afterEnded - churnEnded, cpuMs(2)),
       },
       events: { ...this.#events, startErrors: { ...this.#startErrors } },
       killedShare: Math.min(1, (this.#events.serverKills + this.#events.instanceKills) / (this.o.nodes + this.o.instances)),
       originalServersLostShare: (this.o.nodes - originals.size) / this.o.nodes,
       recoveryMs: {
-        recordLookups: this.#recovery('recordLookups', churnEnded, afterEnded),
-        nodeLookups: this.#recovery('nodeLookups', churnEnded, afterEnded),
-        calls: this.#recovery('calls', churnEnded, afterEnded),
+        recordLookups: recoveryMs(this.#operations, 'recordLookups', churnEnded, afterEnded),
+        nodeLookups: recoveryMs(this.#operations, 'nodeLookups', churnEnded, afterEnded),
+        calls: recoveryMs(this.#operations, 'calls', churnEnded, afterEnded),
       },
       final,
       durationMs: Date.now() - this.#started,
@@ -345,14 +268,14 @@ class ChurnRun {
     this.#publisher = await this.#startClient();
     this.#prober = await this.#startClient();
     if (this.o.mode === 'trust-domain') await this.#signPolicy();
+    const publisher = this.#publisher;
     for (let i = 0; i < this.o.records; i++) {
       const salt = Buffer.from(`churn-record-${i}`);
       const value = Buffer.from(`value ${i} of the churn run`);
-      const key = mutableKey(this.#publisher.identity.publicKey, salt);
-      const bytes = createRecord(this.#publisher.identity, { type: RecordType.Mutable, key, salt, value, seq: 1 });
-      await this.#publisher.store(bytes);
-      this.#stored.push({ key, value, bytes });
+      const key = mutableKey(publisher.identity.publicKey, salt);
+      this.#stored.push({ key, value, bytes: createRecord(publisher.identity, { type: RecordType.Mutable, key, salt, value, seq: 1 }) });
     }
+    await inParallel(this.#stored, (record) => publisher.store(record.bytes));
     // Publishers keep their records alive by storing them again (docs/dht.md §1, republish).
     this.#republisher = setInterval(() => void this.#republish(), this.o.republishMs);
     this.#republisher.unref();
@@ -605,10 +528,9 @@ refreshSeconds: 5
 
   async #finalCheck(): Promise<ChurnReport['final']> {
     const lost: string[] = [];
-    for (const record of this.#stored) {
-      const found = await this.#found(record).catch(() => false);
-      if (!found) lost.push(record.key.toString('hex'));
-    }
+    await inParallel(this.#stored, async (record) => {
+      if (!(await this.#found(record).catch(() => false))) lost.push(record.key.toString('hex'));
+    });
     const errors: Record<string, number> = {};
     let ok = 0;
     for (let n = 0; n < FINAL_CALLS; n++) {
@@ -622,18 +544,6 @@ refreshSeconds: 5
       }
     }
     return { records: { stored: this.#stored.length, found: this.#stored.length - lost.length, lost }, calls: { attempts: FINAL_CALLS, ok, errors } };
-  }
-
-  #figures(phase: ChurnPhase, wallMs: number, cpuMs: number): PhaseFigures {
-    const of = (kind: Operation['kind']): OperationFigures => figures(this.#operations.filter((op) => op.kind === kind && op.phase === phase));
-    return { seconds: round(wallMs / 1000), cpuShare: round(cpuMs / wallMs, 2), recordLookups: of('recordLookups'), nodeLookups: of('nodeLookups'), calls: of('calls') };
-  }
-
-  #recovery(kind: Operation['kind'], churnEnded: number, afterEnded: number): number | null {
-    const failures = this.#operations.filter((op) => op.kind === kind && op.phase === 'after' && !op.ok);
-    if (failures.length === 0) return 0;
-    const last = Math.max(...failures.map((op) => op.endedAt));
-    return afterEnded - last < 1000 ? null : last - churnEnded;
   }
 
   /** Stops the load, every peer, and removes the temp directory. */
@@ -658,31 +568,16 @@ async function stopPeer(node: DhtNode, crash: boolean, stop: () => Promise<void>
   await stop();
 }
 
+/** Runs `task` over `items`, eight at a time. */
+async function inParallel<T>(items: readonly T[], task: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await task(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(8, items.length) }, worker));
+}
+
 /** Whether event `i` of a sequence is one of the `share` of events picked, spread evenly (Bresenham). */
 function spread(i: number, share: number): boolean {
   return Math.floor((i + 1) * share) > Math.floor(i * share);
-}
-
-function figures(operations: readonly Operation[]): OperationFigures {
-  const ok = operations.filter((op) => op.ok).length;
-  const errors: Record<string, number> = {};
-  for (const op of operations) if (!op.ok) errors[op.code ?? 'error'] = (errors[op.code ?? 'error'] ?? 0) + 1;
-  const latencies = operations.map((op) => op.endedAt - op.startedAt).sort((a, b) => a - b);
-  return {
-    attempts: operations.length,
-    ok,
-    successRate: operations.length === 0 ? 1 : round(ok / operations.length, 4),
-    errors,
-    latencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) },
-  };
-}
-
-function percentile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-function round(value: number, digits = 3): number {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
 }
