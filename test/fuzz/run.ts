@@ -1,5 +1,5 @@
 /**
- * `npm run fuzz -- --time SECONDS [--target NAME] [--goal CASES] [--seed N] [--json]`
+ * `npm run fuzz -- --time SECONDS [--target NAME]… [--goal CASES] [--seed N] [--json]`
  *
  * Runs every fuzz target (or one) within the time budget and reports the cases executed per
  * target (the targets and the oracle: test/fuzz/harness.ts). The budget is split in two passes: a calibration slice (5%, evenly) measures each
@@ -31,7 +31,7 @@ interface Totals {
 }
 
 function usage(): string {
-  return `usage: npm run fuzz -- --time SECONDS [--target NAME] [--goal CASES] [--seed N] [--json]\n\ntargets:\n${TARGETS.map((t) => `  ${t.name.padEnd(20)} ${t.description}`).join('\n')}\n`;
+  return `usage: npm run fuzz -- --time SECONDS [--target NAME]… [--goal CASES] [--seed N] [--json]\n\ntargets:\n${TARGETS.map((t) => `  ${t.name.padEnd(20)} ${t.description}`).join('\n')}\n`;
 }
 
 /** Time per target (ms) for the second pass: water-filling towards `goal` cases, then an even split of the rest. */
@@ -62,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: { time: { type: 'string' }, target: { type: 'string' }, goal: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { time: { type: 'string' }, target: { type: 'string', multiple: true }, goal: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     }));
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${usage()}`);
@@ -75,9 +75,10 @@ async function main(argv: string[]): Promise<number> {
   const seconds = Number(values.time ?? 60);
   const goal = Number(values.goal ?? 100_000);
   const seed = values.seed === undefined ? undefined : Number(values.seed);
-  const targets = values.target === undefined ? TARGETS : TARGETS.filter((t) => t.name === values.target);
-  if (!(seconds > 0) || !(goal > 0) || (seed !== undefined && !Number.isInteger(seed)) || targets.length === 0) {
-    process.stderr.write(`${values.target !== undefined && targets.length === 0 ? `unknown target ${values.target}\n` : ''}${usage()}`);
+  const unknown = (values.target ?? []).filter((name) => !TARGETS.some((t) => t.name === name));
+  const targets = values.target === undefined ? TARGETS : TARGETS.filter((t) => values.target!.includes(t.name));
+  if (!(seconds > 0) || !(goal > 0) || (seed !== undefined && !Number.isInteger(seed)) || unknown.length > 0) {
+    process.stderr.write(`${unknown.length > 0 ? `unknown target ${unknown.join(', ')}\n` : ''}${usage()}`);
     return 2;
   }
 
