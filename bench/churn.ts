@@ -140,9 +140,12 @@ export async function run(context: BenchContext): Promise<void> {
     });
     progress.stop();
     const command = `npm run churn -- ${context.argv.join(' ')}`.trim();
-    const results = { timestamp, command, machine, ...report };
+    // The machine is shared: its load says how much CPU this single process could get.
+    const loadAverage1m = { start: machine.loadAverage1m, end: machineInfo().loadAverage1m };
+    const results = { timestamp, command, machine, loadAverage1m, ...report };
     writeJson(options.out, results);
-    process.stdout.write(options.json ? `${JSON.stringify(results, null, 2)}\n` : `${table(report)}\n\nresults: ${options.out}\n`);
+    const load = `machine load average (1 min, ${machine.cpus} cores): ${loadAverage1m.start} at the start, ${loadAverage1m.end} at the end`;
+    process.stdout.write(options.json ? `${JSON.stringify(results, null, 2)}\n` : `${table(report)}\n${load}\n\nresults: ${options.out}\n`);
   } finally {
     await cleanup.run();
   }
