@@ -178,6 +178,7 @@ class ChurnRun {
   readonly #startErrors: Record<string, number> = {};
   #serial = 0;
   #republisher: NodeJS.Timeout | null = null;
+  #republishing = false;
 
   constructor(
     private readonly o: Resolved,
@@ -306,11 +307,17 @@ refreshSeconds: 5
     await this.#publisher!.store(this.#policyRecord);
   }
 
+  /** One round of re-stores; a round still running when the next is due makes that one a no-op. */
   async #republish(): Promise<void> {
     const publisher = this.#publisher;
-    if (publisher === null) return;
-    const records = [...this.#stored.map((r) => r.bytes), ...(this.#policyRecord === null ? [] : [this.#policyRecord])];
-    for (const bytes of records) await publisher.store(bytes).catch(() => undefined);
+    if (publisher === null || this.#republishing) return;
+    this.#republishing = true;
+    try {
+      const records = [...this.#stored.map((r) => r.bytes), ...(this.#policyRecord === null ? [] : [this.#policyRecord])];
+      for (const bytes of records) await publisher.store(bytes).catch(() => undefined);
+    } finally {
+      this.#republishing = false;
+    }
   }
 
   /** Three random live servers, as `ID@address`. */
