@@ -256,11 +256,7 @@ export class Peer extends EventEmitter {
       return;
     }
     this.perIp.set(ip, fromIp + 1);
-    socket.once('close', () => {
-      const n = (this.perIp.get(ip) ?? 1) - 1;
-      if (n === 0) this.perIp.delete(ip);
-      else this.perIp.set(ip, n);
-    });
+    socket.once('close', () => decrement(this.perIp, ip));
     this.inboundPending.set(socket, performance.now());
     this.pendingPerIp.set(ip, pendingFromIp + 1);
     this.acceptOver(socket, address)
@@ -269,9 +265,7 @@ export class Peer extends EventEmitter {
       })
       .finally(() => {
         this.inboundPending.delete(socket);
-        const n = (this.pendingPerIp.get(ip) ?? 1) - 1;
-        if (n === 0) this.pendingPerIp.delete(ip);
-        else this.pendingPerIp.set(ip, n);
+        decrement(this.pendingPerIp, ip);
       });
   }
 
@@ -367,6 +361,13 @@ function authenticated(conn: Connection, timeoutMs: number): Promise<void> {
     conn.once('authenticated', onReady);
     conn.once('close', onClose);
   });
+}
+
+/** One fewer for `key`; a count that reaches 0 is removed, so the map holds only live keys. */
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 1) - 1;
+  if (n === 0) counts.delete(key);
+  else counts.set(key, n);
 }
 
 function checkName(name: string): string {
