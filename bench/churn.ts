@@ -102,7 +102,7 @@ function table(report: ChurnReport): string {
   const phases = ['before', 'during', 'after'] as const;
   const lines = [
     `churn: ${o.nodes} servers + ${o.instances} instances (${o.mode}), ${o.rate}/s for ${o.seconds} s: ${e.serverKills} server and ${e.instanceKills} instance kills (${e.crashes} crashes, ${e.leaves} leaves), ${e.restarts} restarts from LMDB, ${e.freshStarts} fresh servers, ${e.failedStarts} failed starts`,
-    `killed ${percent(report.killedShare)} of the population; ${percent(report.originalServersLostShare)} of the original servers gone for good`,
+    `killed ${percent(report.killedShare)} of the population; ${percent(report.originalServersLostShare)} of the original servers gone for good; at the fewest ${report.minLive.servers} servers and ${report.minLive.instances} instances alive at once; ${e.skipped} events found no victim`,
     `offered load: ${o.lookupsPerSecond} lookups/s, ${o.callsPerSecond} calls/s`,
     ...phases.map((phase) => `${phase}: ${report.phases[phase].seconds} s, CPU ${percent(report.phases[phase].cpuShare)} of one core (every peer runs in this process)`),
     '',

@@ -52,7 +52,11 @@ export interface ChurnReport {
     readonly failedStarts: number;
     /** Errors of start attempts, by code (a start that failed once and then succeeded counts here only). */
     readonly startErrors: Readonly<Record<string, number>>;
+    /** Events that found no victim: every instance, or all but 3 servers, were dead and their replacements still starting. */
+    readonly skipped: number;
   };
+  /** The fewest servers and instances alive at once during the churn (starts lag behind kills when joins are slow). */
+  readonly minLive: { readonly servers: number; readonly instances: number };
   /** Kills during the churn ÷ (nodes + instances): the share of the population replaced. */
   readonly killedShare: number;
   /** Distinct servers of the initial population killed and never restarted ÷ nodes. */

@@ -173,7 +173,9 @@ class ChurnRun {
   readonly #operations: Operation[] = [];
   /** Kills and starts in flight (a graceful leave waits for in-flight streams). */
   readonly #pending = new Set<Promise<unknown>>();
-  readonly #events = { serverKills: 0, instanceKills: 0, crashes: 0, leaves: 0, freshStarts: 0, restarts: 0, failedStarts: 0 };
+  readonly #events = { serverKills: 0, instanceKills: 0, crashes: 0, leaves: 0, freshStarts: 0, restarts: 0, failedStarts: 0, skipped: 0 };
+  /** The fewest servers and instances alive at once during the churn. */
+  readonly #minLive = { servers: Infinity, instances: Infinity };
   /** Errors of start attempts (each start has three), by code. */
   readonly #startErrors: Record<string, number> = {};
   #serial = 0;
@@ -243,6 +245,7 @@ class ChurnRun {
         after: phaseFigures(this.#operations, 'after', afterEnded - churnEnded, cpuMs(2)),
       },
       events: { ...this.#events, startErrors: { ...this.#startErrors } },
+      minLive: { servers: Math.min(this.#minLive.servers, this.#servers.length), instances: Math.min(this.#minLive.instances, this.#instances.length) },
       killedShare: Math.min(1, (this.#events.serverKills + this.#events.instanceKills) / (this.o.nodes + this.o.instances)),
       originalServersLostShare: (this.o.nodes - originals.size) / this.o.nodes,
       recoveryMs: {
@@ -427,13 +430,21 @@ refreshSeconds: 5
    * it dies and how it comes back follow the configured shares exactly (spread()); the victims are random.
    */
   async #event(i: number): Promise<void> {
+    const instanceEvent = spread(i, this.o.instanceShare);
+    // Kills are immediate and starts take a join: when starts fall behind, the population shrinks.
+    // An event finds no victim once none is left (or only the 3 servers newcomers join through).
+    if (instanceEvent ? this.#instances.length === 0 : this.#servers.length <= 3) {
+      this.#events.skipped++;
+      return;
+    }
     const crash = spread(i, this.o.crashShare);
     const how = crash ? 'crash' : 'leave';
     if (crash) this.#events.crashes++;
     else this.#events.leaves++;
-    if (spread(i, this.o.instanceShare) && this.#instances.length > 0) {
+    if (instanceEvent) {
       const victim = this.#instances.splice(Math.floor(this.#random() * this.#instances.length), 1)[0]!;
       this.#events.instanceKills++;
+      this.#minLive.instances = Math.min(this.#minLive.instances, this.#instances.length);
       this.#emit({ type: 'kill', target: 'instance', how, id: victim.id, atMs: this.#at() });
       this.#track(stopPeer(victim.node, crash, () => victim.close()));
       const started = await this.#startInstance();
@@ -441,9 +452,9 @@ refreshSeconds: 5
       this.#emit({ type: 'start', target: 'instance', how: 'fresh', id: started?.id ?? '', atMs: this.#at(), ok: started !== null });
       return;
     }
-    if (this.#servers.length <= 3) return;
     const victim = this.#servers.splice(Math.floor(this.#random() * this.#servers.length), 1)[0]!;
     this.#events.serverKills++;
+    this.#minLive.servers = Math.min(this.#minLive.servers, this.#servers.length);
     this.#emit({ type: 'kill', target: 'server', how, id: victim.node.id, atMs: this.#at() });
     // Its LMDB environment must be closed before a restart opens it again.
     const stopped = stopPeer(victim.node, crash, () => victim.node.leave()).then(() => void this.#dead.push(victim));

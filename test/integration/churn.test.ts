@@ -20,6 +20,7 @@ test('churn: records survive, calls recover, error rates stay below the share ki
   assert.equal(report.events.crashes, 6, why);
   assert.ok(report.events.restarts > 0 && report.events.freshStarts > 0, why);
   assert.equal(report.events.failedStarts, 0, why);
+  assert.equal(report.events.skipped, 0, why);
   assert.ok(during.recordLookups.attempts > 0 && during.nodeLookups.attempts > 0 && during.calls.attempts > 0, why);
 
   // Every record stored (on the k closest) before the churn is found after it.
