@@ -4,6 +4,7 @@ import { BodyCollector } from './body.js';
 import type { Channel } from './channel.js';
 import { ChannelError, WireCode } from './errors.js';
 import { exposedMessage, isPromiseLike, type RequestContext, type RequestHandler } from './handlers.js';
+import { timerDelay } from './limits.js';
 import { StreamFlow, type ChannelStream, type StreamHost } from './stream-flow.js';
 
 /**
@@ -38,7 +39,7 @@ export class IncomingRequest implements ChannelStream {
     this.#body = new BodyCollector(limits.maxBodyBytes);
     this.#maxResponseBytes = limits.maxResponseBytes;
     if (limits.timeoutMs > 0) {
-      this.#timer = setTimeout(() => this.#timedOut(limits.timeoutMs), limits.timeoutMs);
+      this.#timer = setTimeout(() => this.#timedOut(limits.timeoutMs), timerDelay(limits.timeoutMs));
       this.#timer.unref();
     }
   }

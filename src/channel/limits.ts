@@ -27,7 +27,15 @@ export const MAX_WINDOW = 0x7fff_ffff;
 
 const U32_MAX = 0xffff_ffff;
 /** setTimeout's largest delay. */
-const MAX_DELAY_MS = 0x7fff_ffff;
+export const MAX_DELAY_MS = 0x7fff_ffff;
+
+/**
+ * A u32 `timeoutMs` of OPEN (§4.2) as a timer delay: setTimeout turns anything above 2^31 − 1 into
+ * 1 ms, so a peer's larger value would fire at once; past ~24.8 days it waits the longest it can.
+ */
+export function timerDelay(timeoutMs: number): number {
+  return Math.min(timeoutMs, MAX_DELAY_MS);
+}
 
 export interface ChannelLimits extends Settings {
   /**

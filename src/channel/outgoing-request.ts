@@ -1,6 +1,7 @@
 import type { ThemisError } from '../core/errors.js';
 import { BodyCollector } from './body.js';
 import { ChannelError, WireCode, resetError } from './errors.js';
+import { timerDelay } from './limits.js';
 import { StreamFlow, type ChannelStream, type StreamHost } from './stream-flow.js';
 
 /**
@@ -38,7 +39,7 @@ export class OutgoingRequest implements ChannelStream {
   /** Gives up with ERR_CHANNEL_CANCELLED when `signal` aborts, with ERR_CHANNEL_TIMEOUT after `timeoutMs` (0: never). */
   watch(signal: AbortSignal | undefined, timeoutMs: number): void {
     if (timeoutMs > 0) {
-      this.#timer = setTimeout(() => this.#cancel(new ChannelError('ERR_CHANNEL_TIMEOUT', `no response within ${timeoutMs} ms`)), timeoutMs);
+      this.#timer = setTimeout(() => this.#cancel(new ChannelError('ERR_CHANNEL_TIMEOUT', `no response within ${timeoutMs} ms`)), timerDelay(timeoutMs));
       this.#timer.unref();
     }
     if (signal !== undefined) {

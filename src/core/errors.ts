@@ -54,6 +54,7 @@ export type ErrorCode =
   | 'ERR_DHT_PROTOCOL'
   | 'ERR_DHT_STORAGE'
   | 'ERR_DHT_CLOSED'
+  | 'ERR_DHT_RATE_LIMITED'
   // transport
   | 'ERR_TRANSPORT_ADDRESS'
   | 'ERR_TRANSPORT_CONNECT'
@@ -109,7 +110,8 @@ export type ErrorCode =
   | 'ERR_RUNTIME_COLD_START'
   | 'ERR_RUNTIME_INSTANCE_GONE'
   | 'ERR_RUNTIME_TIMEOUT'
-  | 'ERR_RUNTIME_CLOSED';
+  | 'ERR_RUNTIME_CLOSED'
+  | 'ERR_MESH_RATE_LIMITED';
 
 export class ThemisError extends Error {
   readonly code: ErrorCode;

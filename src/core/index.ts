@@ -14,3 +14,4 @@ export {
 } from './bytes.js';
 export { createLogger, type Logger } from './log.js';
 export { Lru } from './lru.js';
+export { RateLimiter, type RateLimit } from './rate-limit.js';

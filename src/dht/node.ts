@@ -4,6 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { Reader, Writer } from '../core/codec.js';
 import { ThemisError, isThemisError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
+import { RateLimiter, type RateLimit } from '../core/rate-limit.js';
 import type { RequestHandler } from '../channel/index.js';
 import { networkConfig, parseNodeId, type Identity } from '../identity/index.js';
 import { Peer, type Connection, type PeerInit } from '../transport/index.js';
@@ -36,6 +37,12 @@ export interface DhtOptions {
   readonly recordTtlMs: number;
   /** Outbound connections kept open; the least recently used idle one closes first. Default 128. */
   readonly maxOutbound: number;
+  /**
+   * RPCs one peer (a verified NodeId) may send: a token bucket of `burst` refilled at `perSecond`.
+   * Past it an RPC fails with ERR_DHT_RATE_LIMITED (exposed to the peer). Null: no limit.
+   * Default 1000/s, burst 2000 (docs/dht.md §4).
+   */
+  readonly rpcRateLimit: RateLimit | null;
 }
 
 export const DEFAULT_DHT_OPTIONS: DhtOptions = Object.freeze({
@@ -49,6 +56,7 @@ export const DEFAULT_DHT_OPTIONS: DhtOptions = Object.freeze({
   snapshotIntervalMs: minute,
   recordTtlMs: 2 * hour,
   maxOutbound: 128,
+  rpcRateLimit: Object.freeze({ perSecond: 1000, burst: 2000 }),
 });
 
 export interface DhtNodeInit extends PeerInit {
@@ -72,6 +80,8 @@ export interface NodeInspection {
   readonly table: { size: number; buckets: { index: number; size: number; replacements: number }[] };
   readonly records: { records: number; bytes: number; keys: number };
   readonly connections: number;
+  /** RPCs refused by the per-peer rate limit since start. */
+  readonly rateLimited: number;
 }
 
 /** Per-lookup overrides of the node's options. */
@@ -116,6 +126,7 @@ export class DhtNode extends EventEmitter {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly closing = new AbortController();
   private ownContact: { record: Buffer; expiresAt: number } | null = null;
+  private readonly rpcLimiter: RateLimiter | null;
   private lastReplicated = 0;
 
   constructor(
@@ -131,7 +142,12 @@ export class DhtNode extends EventEmitter {
     this.logger = init.logger ?? createLogger();
     this.dialer = init.dialer ?? tcpDialer;
     setMaxListeners(0, this.closing.signal); // every dial in flight listens for leave()
-    const handle = (name: string, fn: RequestHandler): void => void this.peer.handle(name, fn);
+    this.rpcLimiter = this.options.rpcRateLimit === null ? null : new RateLimiter(this.options.rpcRateLimit);
+    const handle = (name: string, fn: RequestHandler): void =>
+      void this.peer.handle(name, (body, ctx) => {
+        this.checkRate(ctx.channel as Connection);
+        return fn(body, ctx);
+      });
     handle(msg.RPC.Ping, (body, ctx) => this.onPing(body, ctx.channel as Connection));
     handle(msg.RPC.FindNode, (body, ctx) => this.onFindNode(body, ctx.channel as Connection));
     handle(msg.RPC.FindValue, (body, ctx) => this.onFindValue(body, ctx.channel as Connection));
@@ -297,6 +313,7 @@ export class DhtNode extends EventEmitter {
       table: { size: this.table.size, buckets: this.table.buckets() },
       records: this.recordStore.stats(),
       connections: this.peer.connections.size,
+      rateLimited: this.rpcLimiter?.refused ?? 0,
     };
   }
 
@@ -311,6 +328,14 @@ export class DhtNode extends EventEmitter {
   }
 
   // --- RPC handlers (docs/dht.md §4) ---
+
+  /** docs/dht.md §4 (rate limit): one token per RPC from this peer, or ERR_DHT_RATE_LIMITED. Emits 'rate-limited'. */
+  private checkRate(conn: Connection): void {
+    if (this.rpcLimiter === null || this.rpcLimiter.take(conn.remote.id)) return;
+    this.emit('rate-limited', conn.remote.id);
+    const { perSecond, burst } = this.rpcLimiter.limit;
+    throw new ThemisError('ERR_DHT_RATE_LIMITED', `ERR_DHT_RATE_LIMITED: more than ${perSecond} RPCs/s (burst ${burst}) from this peer; slow down and retry`, { expose: true });
+  }
 
   private onPing(body: Buffer, conn: Connection): Buffer {
     this.admitSender(msg.decodePingRequest(body).sender, conn);

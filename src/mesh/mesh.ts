@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ThemisError, isThemisError, type ErrorCode } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
+import { RateLimiter, type RateLimit } from '../core/rate-limit.js';
 import type { MuxStream, RequestContext, RequestHandler, StreamContext, StreamHandler } from '../channel/index.js';
 import {
   RecordType,
@@ -63,6 +64,13 @@ export interface MeshInit {
    * a TPM; `evidence` answers verifiers' nonces with this instance's host evidence.
    */
   readonly attestation?: { readonly verifier?: AttestationVerifierHook; readonly evidence?: EvidenceResponder };
+  /**
+   * Calls and streams one caller (a verified NodeId) may open on this peer: a token bucket of
+   * `burst` refilled at `perSecond`; past it they are refused with ERR_MESH_RATE_LIMITED before
+   * admission. Null: no limit. Default 10 000/s, burst 20 000 (docs/mesh.md §5). DHT RPCs have
+   * their own limit: `dht.rpcRateLimit`.
+   */
+  readonly callRateLimit?: RateLimit | null;
 }
 
 /** The verified end-user principal of a call, as handlers read it. */
@@ -165,6 +173,7 @@ const STREAM_HEADER_TIMEOUT_MS = 10_000;
 const WITHDRAWN_TTL_MS = 1_000;
 const DEFAULT_DISCOVERY_CACHE_MS = 3_000;
 const DEFAULT_DEADLINE_MS = 10_000;
+const DEFAULT_CALL_RATE_LIMIT: RateLimit = Object.freeze({ perSecond: 10_000, burst: 20_000 });
 const DEFAULT_RETRIES = 2;
 const BACKOFF = { baseMs: 10, maxMs: 200 };
 /** Revocation lookups in flight at once during a poll. */
@@ -221,6 +230,7 @@ export class Mesh {
   /** Keys seen calling this peer, whose revocations it polls for: hex key → its endorsing host. */
   readonly #watched = new Map<string, { pub: Buffer; host: Buffer | null }>();
   #policyTimer: NodeJS.Timeout | null = null;
+  readonly #callLimiter: RateLimiter | null;
 
   constructor(node: DhtNode, init: MeshInit) {
     this.#node = node;
@@ -236,7 +246,9 @@ export class Mesh {
     }
     this.#log = init.logger ?? createLogger();
     this.#replay = new ReplayCache(init.replayCacheSize === undefined ? {} : { maxEntries: init.replayCacheSize });
-    this.#countHandshakes(node);
+    const callRateLimit = init.callRateLimit === undefined ? DEFAULT_CALL_RATE_LIMIT : init.callRateLimit;
+    this.#callLimiter = callRateLimit === null ? null : new RateLimiter(callRateLimit);
+    this.#countNodeEvents(node);
   }
 
   /** The current DHT node; a new one (new key) after rotate(). */
@@ -244,7 +256,8 @@ export class Mesh {
     return this.#node;
   }
 
-  #countHandshakes(node: DhtNode): void {
+  #countNodeEvents(node: DhtNode): void {
+    node.on('rate-limited', () => this.#metrics.rateLimited.inc({ layer: 'dht' }));
     node.peer.on('connection', (conn: Connection) => {
       // The dialer reached one of the addresses the remote advertises; an accepted socket comes from an ephemeral port.
       const role = conn.remote.addresses.includes(conn.remote.address) ? 'initiator' : 'responder';
@@ -628,7 +641,7 @@ export class Mesh {
       await node.leave().catch(() => undefined);
       throw err;
     }
-    this.#countHandshakes(node);
+    this.#countNodeEvents(node);
     this.#node = node;
     this.#rotations = statements;
     this.#credentials = credentials;
@@ -706,6 +719,7 @@ export class Mesh {
       let request: ReturnType<typeof decodeCallRequest>;
       let verified: VerifiedPrincipal | undefined;
       try {
+        this.#checkRate(remote);
         ({ callerService, request, verified } = await this.#admit(service, method, body, remote));
       } catch (err) {
         const code = isThemisError(err) ? err.code : 'ERR_MESH_CALL_INVALID';
@@ -757,6 +771,14 @@ export class Mesh {
     const request = decodeCallRequest(body);
     const verified = await this.#verifyToken(request.token, service, callerService, remote);
     return { callerService, request, verified };
+  }
+
+  /** docs/mesh.md §5 (rate limit): one token per call or stream from this caller, or ERR_MESH_RATE_LIMITED. */
+  #checkRate(remote: Connection['remote']): void {
+    if (this.#callLimiter === null || this.#callLimiter.take(remote.id)) return;
+    this.#metrics.rateLimited.inc({ layer: 'mesh' });
+    const { perSecond, burst } = this.#callLimiter.limit;
+    throw new ThemisError('ERR_MESH_RATE_LIMITED', `caller ${remote.id} opens more than ${perSecond} calls/s (burst ${burst}); slow down and retry`, { expose: true });
   }
 
   /** The caller part of admission (policy, attestation, revocations): the caller's endorsed service in trust-domain mode. */
@@ -813,6 +835,7 @@ export class Mesh {
     let header: ReturnType<typeof decodeStreamHeader>;
     let verified: VerifiedPrincipal | undefined;
     try {
+      this.#checkRate(remote);
       // A caller that never sends its header must not hold the stream open.
       const headerTimeout = AbortSignal.timeout(STREAM_HEADER_TIMEOUT_MS);
       const length = (await readExactly(stream, 2, headerTimeout)).readUInt16BE(0);

@@ -15,6 +15,7 @@ export class MeshMetrics {
   readonly denials: Counter<'code'>;
   readonly handshakes: Counter<'pattern' | 'role'>;
   readonly dhtLookups: Counter;
+  readonly rateLimited: Counter<'layer'>;
 
   constructor() {
     const registers = [this.registry];
@@ -29,6 +30,7 @@ export class MeshMetrics {
     this.handledCalls = new Counter({ name: 'themis_handled_calls_total', help: 'Calls served by this peer, by outcome', labelNames: ['service', 'method', 'outcome'], registers });
     this.denials = new Counter({ name: 'themis_denials_total', help: 'Incoming calls refused by this peer, by error code', labelNames: ['code'], registers });
     this.handshakes = new Counter({ name: 'themis_handshakes_total', help: 'Completed handshakes, by Noise pattern and role', labelNames: ['pattern', 'role'], registers });
+    this.rateLimited = new Counter({ name: 'themis_rate_limited_total', help: 'Requests from peers refused by a per-peer rate limit, by layer (mesh calls and streams, dht RPCs)', labelNames: ['layer'], registers });
     this.dhtLookups = new Counter({ name: 'themis_dht_lookups_total', help: 'DHT value lookups made by the mesh layer (discovery, policy, revocations)', registers });
   }
 

@@ -68,7 +68,13 @@ export function readExactly(stream: Duplex, n: number, signal?: AbortSignal): Pr
     };
     function tryRead(): void {
       const chunk = stream.read(n) as Buffer | null;
-      if (chunk === null) return;
+      // An ended stream hands out what is left, however short, and emits 'end' only once: a
+      // stream that ended before (or inside) the header fails now, not at the deadline.
+      if (chunk === null) {
+        if (stream.readableEnded) onEnd();
+        return;
+      }
+      if (chunk.length < n) return onEnd();
       cleanup();
       resolve(chunk);
     }

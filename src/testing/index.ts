@@ -48,3 +48,4 @@ export function testNetwork(init: Partial<NetworkConfig> = {}): NetworkConfig {
   return networkConfig({ c1: 0, c2: 0, ...init });
 }
 export { startSwtpm, swtpmAvailable, type Swtpm } from './swtpm.js';
+export { runChurn, type ChurnEvent, type ChurnOptions, type ChurnPhase, type ChurnReport, type OperationFigures, type PhaseFigures } from './churn.js';

@@ -27,8 +27,16 @@ export interface PeerLimits {
   readonly maxConnections: number;
   /** Inbound connections (pending or established) from one IP address. Default 64. */
   readonly maxConnectionsPerIp: number;
+  /** Inbound handshakes in progress from one IP address, so one address cannot fill the half-open table. Default 16. */
+  readonly maxPendingHandshakesPerIp: number;
   /** A handshake must complete within this. Default 10 s. */
   readonly handshakeTimeoutMs: number;
+  /**
+   * Slow-loris defence: when `maxPendingHandshakes` are in progress, the oldest inbound one that
+   * has been running this long is closed to make room for the newcomer (an honest handshake takes
+   * milliseconds); younger ones keep their place and the newcomer is refused. Default 1 s.
+   */
+  readonly stalledHandshakeMs: number;
   /** TCP connect timeout. Default 10 s. */
   readonly connectTimeoutMs: number;
 }
@@ -37,9 +45,20 @@ export const DEFAULT_PEER_LIMITS: PeerLimits = Object.freeze({
   maxPendingHandshakes: 128,
   maxConnections: 1024,
   maxConnectionsPerIp: 64,
+  maxPendingHandshakesPerIp: 16,
   handshakeTimeoutMs: 10_000,
+  stalledHandshakeMs: 1_000,
   connectTimeoutMs: 10_000,
 });
+
+export interface PeerStats {
+  /** Handshakes in progress (at most `limits.maxPendingHandshakes` of them inbound). */
+  readonly pendingHandshakes: number;
+  /** Established connections, both directions. */
+  readonly connections: number;
+  /** Distinct source IPs with inbound connections (pending or established). */
+  readonly inboundIps: number;
+}
 
 export interface PeerInit {
   /** The peer's identity; a fresh one meeting the network's puzzles when omitted. */
@@ -96,6 +115,9 @@ export class Peer extends EventEmitter {
   /** NodeId (hex) → Noise static key from verified handshakes; lets the next dial use IK. */
   private readonly staticKeys = new Map<string, Buffer>();
   private readonly pendingSockets = new Set<Duplex>();
+  /** Inbound TCP handshakes in progress, oldest first, with their start (performance.now()). */
+  private readonly inboundPending = new Map<Duplex, number>();
+  private readonly pendingPerIp = new Map<string, number>();
   private readonly perIp = new Map<string, number>();
   private closing = false;
 
@@ -108,6 +130,11 @@ export class Peer extends EventEmitter {
     }
     this.limits = Object.freeze({ ...DEFAULT_PEER_LIMITS, ...init.limits });
     this.logger = init.logger ?? createLogger();
+  }
+
+  /** Current counters, to watch them against `limits` (docs/protocol.md §3.6). */
+  get stats(): PeerStats {
+    return { pendingHandshakes: this.pendingSockets.size, connections: this.connections.size, inboundIps: this.perIp.size };
   }
 
   /** NodeId in base32 text form. */
@@ -226,9 +253,11 @@ export class Peer extends EventEmitter {
     const ip = socket.remoteAddress ?? 'unknown';
     const address = `tcp://${ip}:${socket.remotePort ?? 0}`;
     const fromIp = this.perIp.get(ip) ?? 0;
+    const pendingFromIp = this.pendingPerIp.get(ip) ?? 0;
     const refusal =
       this.closing ? 'closing'
-      : this.pendingSockets.size >= this.limits.maxPendingHandshakes ? 'too many handshakes in progress'
+      : pendingFromIp >= this.limits.maxPendingHandshakesPerIp ? 'too many handshakes in progress from this address'
+      : this.pendingSockets.size >= this.limits.maxPendingHandshakes && !this.evictStalledHandshake() ? 'too many handshakes in progress'
       : this.connections.size >= this.limits.maxConnections ? 'too many connections'
       : fromIp >= this.limits.maxConnectionsPerIp ? 'too many connections from this address'
       : null;
@@ -238,14 +267,30 @@ export class Peer extends EventEmitter {
       return;
     }
     this.perIp.set(ip, fromIp + 1);
-    socket.once('close', () => {
-      const n = (this.perIp.get(ip) ?? 1) - 1;
-      if (n === 0) this.perIp.delete(ip);
-      else this.perIp.set(ip, n);
-    });
-    this.acceptOver(socket, address).catch(() => {
-      // Already logged with its precise code in establish(); the socket is closed.
-    });
+    socket.once('close', () => decrement(this.perIp, ip));
+    this.inboundPending.set(socket, performance.now());
+    this.pendingPerIp.set(ip, pendingFromIp + 1);
+    this.acceptOver(socket, address)
+      .catch(() => {
+        // Already logged with its precise code in establish(); the socket is closed.
+      })
+      .finally(() => {
+        this.inboundPending.delete(socket);
+        decrement(this.pendingPerIp, ip);
+      });
+  }
+
+  /** Closes the oldest inbound handshake if it has stalled for `stalledHandshakeMs`; true when it made room. */
+  private evictStalledHandshake(): boolean {
+    const oldest = this.inboundPending.entries().next().value;
+    if (oldest === undefined) return false;
+    const [socket, since] = oldest;
+    if (performance.now() - since < this.limits.stalledHandshakeMs) return false;
+    this.inboundPending.delete(socket);
+    this.pendingSockets.delete(socket);
+    socket.destroy();
+    this.logger.debug({ code: 'ERR_TRANSPORT_LIMIT' }, 'closed a stalled inbound handshake to make room');
+    return true;
   }
 
   private async establish(
@@ -330,6 +375,13 @@ function authenticated(conn: Connection, timeoutMs: number): Promise<void> {
     conn.once('authenticated', onReady);
     conn.once('close', onClose);
   });
+}
+
+/** One fewer for `key`; a count that reaches 0 is removed, so the map holds only live keys. */
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 1) - 1;
+  if (n === 0) counts.delete(key);
+  else counts.set(key, n);
 }
 
 function checkName(name: string): string {
