@@ -4,6 +4,7 @@
 // (MULTIHOST_BUDGET=full: three anchors, three providers, a blackholed path, more records).
 // Every wait is bounded by a protocol deadline or a generous bound; nothing asserts a duration.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -118,7 +119,7 @@ test(
     const caller = await lab.start(plan.caller, ['node', fixture('caller.mjs'), 'ledger', 'whoami', '3000'], callerEnv({ via: firstAnchor, key: file('caller.key'), endorsement: file('caller.endorsement'), owner }));
     const calls = new CallLog(caller);
     await calls.until((c) => c.streak >= 5, 'five calls in a row succeed');
-    phase('calls flow');
+    phase(`calls flow; resident memory: anchors ${anchors.map(rssMiB).join(', ')} MiB, providers ${providerDaemons.map(rssMiB).join(', ')} MiB, caller ${rssMiB(caller)} MiB`);
 
     if (plan.blackhole) {
       // 6. An asymmetric partition: only the caller's path to one provider goes silent.
@@ -126,6 +127,7 @@ test(
       const mark = calls.mark();
       await calls.until((c) => c.streakSince(mark) >= 5, 'calls fail over while one path is blackholed');
       proxy.send(JSON.stringify({ restore: true }));
+      phase(`path to ${plan.delayed} blackholed: ${calls.failuresSince(mark)} of ${calls.since(mark)} calls failed before failover`);
     }
 
     // 7. Partition the victim (an anchor and a provider): calls fail over; records stay readable; new ones are stored.
@@ -133,7 +135,7 @@ test(
     await lab.partition(victim, plan.partition);
     const cut = calls.mark();
     await calls.until((c) => c.streakSince(cut, (servedBy) => servedBy !== victimId) >= 5, `calls fail over from ${victim}`);
-    phase(`${victim} partitioned (${plan.partition}): ${calls.failedSince(cut)} of ${calls.since(cut)} calls failed before failover`);
+    phase(`${victim} partitioned (${plan.partition}): ${calls.failuresSince(cut)} of ${calls.since(cut)} calls failed before failover`);
     // A silent partition costs a one-shot client each dial of the lost anchor (the connect timeout): give it time.
     cliTimeoutMs = 240_000;
     await inBatches(range(Math.max(1, plan.records / 3)).map((i) => () => put(plan.caller, firstAnchor, `during-${i}`)));
@@ -145,7 +147,7 @@ test(
     const healed = calls.mark();
     await calls.until((c) => c.servedSince(healed).has(victimId), `calls reach the provider on ${victim} again`);
     await calls.until((c) => c.streak >= 5, 'calls succeed after healing');
-    phase(`healed: ${calls.failedSince(healed)} of ${calls.since(healed)} calls failed; ${calls.total} calls in all, served by ${[...calls.servedSince(0)].map((id) => providers.get(id)).join(', ')}`);
+    phase(`healed: ${calls.failuresSince(healed)} of ${calls.since(healed)} calls failed; ${calls.total} calls in all, served by ${[...calls.servedSince(0)].map((id) => providers.get(id)).join(', ')}`);
 
     const reader = plan.hosts.find((h) => h !== victim && h !== plan.caller)!;
     for (const via of anchorAddrs) {
@@ -168,13 +170,13 @@ test(
 
 /** The caller's per-call lines, with the questions the test asks of them. */
 class CallLog {
-  readonly #calls: { ok: boolean; servedBy?: string }[] = [];
+  readonly #calls: { ok: boolean; servedBy?: string; code?: string }[] = [];
   readonly #waiters = new Set<() => void>();
 
   constructor(caller: Daemon) {
     caller.onLine((line) => {
       if (typeof line['i'] !== 'number') return;
-      this.#calls.push(line['ok'] === true ? { ok: true, servedBy: String(line['servedBy']) } : { ok: false });
+      this.#calls.push(line['ok'] === true ? { ok: true, servedBy: String(line['servedBy']) } : { ok: false, code: String(line['code']) });
       for (const wake of this.#waiters) wake();
     });
   }
@@ -198,6 +200,13 @@ class CallLog {
 
   failedSince(mark: number): number {
     return this.#calls.slice(mark).filter((c) => !c.ok).length;
+  }
+
+  /** "N (CODE ×n, …)": the failures after `mark`, by error code. */
+  failuresSince(mark: number): string {
+    const codes = new Map<string, number>();
+    for (const c of this.#calls.slice(mark)) if (!c.ok) codes.set(c.code!, (codes.get(c.code!) ?? 0) + 1);
+    return codes.size === 0 ? '0' : `${this.failedSince(mark)} (${[...codes].map(([code, n]) => `${code} ×${n}`).join(', ')})`;
   }
 
   /** Successes in a row at the end of the log, after `mark`, served by an instance `accept` accepts. */
@@ -228,6 +237,12 @@ class CallLog {
       this.#waiters.add(check);
     });
   }
+}
+
+/** A daemon's resident set in MiB (`ip netns exec` execs node, so the child's pid is node's). */
+function rssMiB(daemon: Daemon): string {
+  const kib = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8'))?.[1];
+  return kib === undefined ? '?' : (Number(kib) / 1024).toFixed(0);
 }
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
