@@ -141,21 +141,31 @@ interface Pair {
   closed: number;
 }
 
-/** Copies `from` to `to`, releasing each chunk `delayMs()` after it was read, in order; ends `to` after the last one. */
+/**
+ * Copies `from` to `to`, releasing each chunk `delayMs()` after it was read, in order; ends `to`
+ * after the last one. Reading pauses while HIGH_WATER bytes wait or `to` does not drain.
+ */
 function relay(from: Socket, to: Socket, delayMs: () => number, dropped: () => boolean): void {
   const queue: { due: number; chunk: Buffer }[] = [];
   let queued = 0;
+  let blocked = false;
   let ended = false;
   let timer: NodeJS.Timeout | null = null;
+  const flow = (): void => void (blocked || queued >= HIGH_WATER ? from.pause() : from.resume());
   const flush = (): void => {
     timer = null;
     const now = Date.now();
     while (queue.length > 0 && queue[0]!.due <= now) {
       const { chunk } = queue.shift()!;
       queued -= chunk.length;
-      if (!dropped() && !to.destroyed) to.write(chunk);
+      if (dropped() || to.destroyed || to.write(chunk) || blocked) continue;
+      blocked = true;
+      to.once('drain', () => {
+        blocked = false;
+        flow();
+      });
     }
-    if (queued < HIGH_WATER && from.isPaused()) from.resume();
+    flow();
     if (queue.length > 0) timer = setTimeout(flush, queue[0]!.due - now);
     else if (ended && !to.destroyed) to.end();
   };
@@ -165,7 +175,7 @@ function relay(from: Socket, to: Socket, delayMs: () => number, dropped: () => b
     const due = Math.max(Date.now() + delayMs(), queue.at(-1)?.due ?? 0);
     queue.push({ due, chunk });
     queued += chunk.length;
-    if (queued >= HIGH_WATER) from.pause();
+    flow();
     timer ??= setTimeout(flush, due - Date.now());
   });
   from.once('end', () => {

@@ -80,6 +80,14 @@ test('forwards every byte in order both ways, through the half-close, with and w
   );
 });
 
+test('a transfer larger than the high-water mark arrives whole (reading pauses and resumes)', async (t) => {
+  const { address } = await echoTcp(t);
+  const proxy = await proxyTo(t, address, { up: 2, down: 2 });
+  const bulk = Buffer.alloc(6 * 1024 * 1024);
+  for (let i = 0; i < bulk.length; i += 4096) bulk.writeUInt32BE(i, i);
+  assert.ok((await roundTrip(await dial(proxy.address), [bulk])).equals(bulk));
+});
+
 test('a round trip takes at least the up plus the down delay; setDelay applies to later bytes', async (t) => {
   const { address } = await echoTcp(t);
   const proxy = await proxyTo(t, address, { up: 40, down: 30 });
