@@ -30,6 +30,8 @@ export interface DelayProxy {
   readonly address: string;
   /** Open proxied connections (blackholed ones included). */
   readonly connections: number;
+  /** Connections accepted since the start, reset and blackholed ones included. */
+  readonly accepted: number;
   /** The delay now in force; applies to bytes read from now on. */
   readonly delay: Required<Delay>;
   setDelay(delay: Delay): void;
@@ -63,7 +65,9 @@ export async function startDelayProxy(init: DelayProxyInit): Promise<DelayProxy>
   let cut: CutMode | null = null;
   const pairs = new Set<Pair>();
 
+  let accepted = 0;
   const onSocket = (client: Socket): void => {
+    accepted++;
     if (cut === 'reset') return void client.resetAndDestroy();
     const pair: Pair = { client, upstream: null, held: cut === 'blackhole', closed: 0 };
     pairs.add(pair);
@@ -102,6 +106,9 @@ export async function startDelayProxy(init: DelayProxyInit): Promise<DelayProxy>
     address,
     get connections() {
       return pairs.size;
+    },
+    get accepted() {
+      return accepted;
     },
     get delay() {
       return delay;

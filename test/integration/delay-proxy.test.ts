@@ -122,6 +122,7 @@ test('cut("reset") closes open connections and resets new ones until restore()',
   assert.equal(proxy.connections, 0);
   await closedByPeer(open(proxy.address));
   assert.equal(proxy.connections, 0);
+  assert.equal(proxy.accepted, 2, 'the reset one counts as accepted');
   while (sockets.size > 0) await new Promise((resolve) => setTimeout(resolve, 10)); // the target side went too
 
   proxy.restore();

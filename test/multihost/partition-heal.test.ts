@@ -102,6 +102,14 @@ test(
     for (const host of plan.lossy) await lab.loss(host, plan.loss);
     const proxy = await lab.start('switch', ['node', fixture('delay-proxy.mjs'), `tcp://${lab.switchIp}:0`, providerAddrs.get(plan.delayed)!, String(plan.delayMs), String(plan.delayMs)]);
     await lab.redirect(plan.caller, providerAddrs.get(plan.delayed)!, String(proxy.hello['addr']));
+    const acks: ((line: Record<string, unknown>) => void)[] = [];
+    proxy.onLine((line) => acks.shift()?.(line));
+    /** Sends the proxy a command; resolves with its acknowledgement (with its connection counts). */
+    const toProxy = (command: object): Promise<Record<string, unknown>> =>
+      new Promise((resolve) => {
+        acks.push(resolve);
+        proxy.send(JSON.stringify(command));
+      });
 
     // 4. Store: mutable records under one publisher, from the caller's host, through the first anchor.
     const publisher = { ...NETWORK_ENV, THEMIS_KEY: file('publisher.key') };
@@ -127,10 +135,10 @@ test(
 
     if (plan.blackhole) {
       // 6. An asymmetric partition: only the caller's path to one provider goes silent.
-      proxy.send(JSON.stringify({ cut: 'blackhole' }));
+      await toProxy({ cut: 'blackhole' });
       const mark = calls.mark();
       await calls.until((c) => c.streakSince(mark) >= 5, 'calls fail over while one path is blackholed');
-      proxy.send(JSON.stringify({ restore: true }));
+      await toProxy({ restore: true });
       phase(`path to ${plan.delayed} blackholed: ${calls.failuresSince(mark)} of ${calls.since(mark)} calls failed before failover`);
     }
 
@@ -152,6 +160,11 @@ test(
     await calls.until((c) => c.servedSince(healed).has(victimId), `calls reach the provider on ${victim} again`);
     await calls.until((c) => c.streak >= 5, 'calls succeed after healing');
     phase(`healed: ${calls.failuresSince(healed)} of ${calls.since(healed)} calls failed; ${calls.total} calls in all, served by ${[...calls.servedSince(0)].map((id) => providers.get(id)).join(', ')}`);
+
+    const delayedId = [...providers].find(([, host]) => host === plan.delayed)![0];
+    const accepted = Number((await toProxy({ stats: true }))['accepted']);
+    phase(`the delaying proxy in front of ${plan.delayed} accepted ${accepted} connections`);
+    if (calls.servedSince(0).has(delayedId)) assert.ok(accepted >= 1, `the caller reached ${plan.delayed} only through the delaying proxy`);
 
     const reader = plan.hosts.find((h) => h !== victim && h !== plan.caller)!;
     for (const via of anchorAddrs) {
