@@ -35,7 +35,11 @@ test(
   { skip: unavailable === null ? false : `${unavailable}. Run it as root on Linux with iproute2 and nftables: sudo npm run test:multihost` },
   async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'themis-multihost-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    let created: NetLab | undefined;
+    t.after(async () => {
+      await created?.destroy(); // the processes first: they write into dir until they stop
+      await rm(dir, { recursive: true, force: true });
+    });
     const file = (name: string): string => join(dir, name);
     const node = (...args: string[]): string[] => [process.execPath, CLI, ...args];
 
@@ -56,8 +60,7 @@ test(
       `trustDomain: multihost\nseq: 1\nhosts:\n${hosts.map((h) => `  - { name: ${h}, key: ${hostKeys[h]} }`).join('\n')}\nservices:\n  gateway: { digests: [] }\n  ledger: { digests: [] }\nrules:\n  - { from: gateway, to: ledger, methods: ["*"] }\nrefreshSeconds: 30\n`,
     );
 
-    const lab = await NetLab.create(plan.hosts);
-    t.after(() => lab.destroy());
+    const lab = (created = await NetLab.create(plan.hosts));
     t.diagnostic(`keys, endorsements and the lab in ${((Date.now() - setup) / 1000).toFixed(1)} s`);
     const addr = (host: string): string => `tcp://${lab.host(host).ip}:${PORT}`;
     const started = Date.now();
@@ -178,8 +181,9 @@ test(
     }
 
     phase('every record read back through every anchor');
-    // 9. Everything shuts down cleanly on SIGTERM.
-    const daemons = [caller, proxy, ...providerDaemons, ...anchors];
+    // 9. Everything shuts down cleanly on SIGTERM: the caller first (its connections drain), then the rest together.
+    assert.equal(await caller.stop(), 0, 'the caller exits 0 on SIGTERM');
+    const daemons = [proxy, ...providerDaemons, ...anchors];
     const codes = await Promise.all(daemons.map((daemon) => daemon.stop()));
     assert.deepEqual(codes, daemons.map(() => 0), 'every process exits 0 on SIGTERM');
   },
