@@ -1,6 +1,8 @@
 import { networkConfig, type NetworkConfig } from '../identity/index.js';
 import { createPeer, memoryDuplexPair, type Connection, type Peer, type PeerInit } from '../transport/index.js';
 
+export { startDelayProxy, type CutMode, type Delay, type DelayProxy, type DelayProxyInit } from './delay-proxy.js';
+
 export interface TestPeers {
   readonly peers: readonly Peer[];
   /** Closes every peer (GOAWAY on each connection) and frees the ports. */

@@ -62,3 +62,16 @@ test('three themis node processes: put on one, get on another, inspect a third',
   assert.ok(info.records.records >= 1);
   assert.equal((await themis('get', '--via', first.addr)).code, 2, 'neither a key nor --publisher');
 });
+
+test('THEMIS_BOOTSTRAP takes a comma-separated list, and one reachable entry is enough', async (t) => {
+  const first = await node(t);
+  // The environment as a deployment sets it (deploy/kubernetes/anchors.yaml): no --bootstrap flag.
+  process.env['THEMIS_BOOTSTRAP'] = `tcp://127.0.0.1:1,${first.addr}`;
+  let second: { id: string; addr: string; contacts?: number };
+  try {
+    second = await node(t);
+  } finally {
+    delete process.env['THEMIS_BOOTSTRAP'];
+  }
+  assert.equal(second.contacts, 1, 'joined through the second entry after the first refused');
+});

@@ -56,13 +56,14 @@ export function registerDht(program: Command): void {
       .command('node')
       .description('run a DHT node (server mode) until SIGINT/SIGTERM; prints {"id","addr"}')
       .addOption(new Option('--listen <addr>', 'address to listen on').env('THEMIS_LISTEN').default('tcp://127.0.0.1:0'))
-      .addOption(new Option('--bootstrap <addr>', 'a node to join through, tcp://HOST:PORT or ID@tcp://HOST:PORT (repeatable)').env('THEMIS_BOOTSTRAP').argParser(collect))
+      .addOption(new Option('--bootstrap <addr>', 'a node to join through, tcp://HOST:PORT or ID@tcp://HOST:PORT (repeatable, or comma-separated)').env('THEMIS_BOOTSTRAP').argParser(collect))
       .addOption(new Option('--data <dir>', 'LMDB data directory: records and the routing table survive restarts').env('THEMIS_DATA'))
       .addOption(keyOption())
       .addOption(jsonOption()),
   ).action(async (opts: NetworkOpts & { listen: string; bootstrap?: string[] | string; data?: string }) => {
     const network = networkFrom(opts);
-    const bootstrap = typeof opts.bootstrap === 'string' ? opts.bootstrap.split(',') : (opts.bootstrap ?? []);
+    // THEMIS_BOOTSTRAP arrives as one comma-separated value; --bootstrap may also repeat.
+    const bootstrap = [opts.bootstrap ?? []].flat().flatMap((entry) => entry.split(',')).filter((entry) => entry !== '');
     const node = await createDhtNode({ identity: await identityFrom(opts, network), network, listen: opts.listen, ...(opts.data === undefined ? {} : { dataDir: opts.data }) });
     try {
       if (bootstrap.length > 0 || opts.data !== undefined) {

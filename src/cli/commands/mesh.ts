@@ -298,7 +298,7 @@ export function registerMesh(program: Command): void {
       .addOption(viaOption())
       .addOption(new Option('--listen <addr>', 'address to listen on').env('THEMIS_LISTEN').default('tcp://127.0.0.1:0'))
       .addOption(new Option('--key <file>', 'instance key file (default: a fresh identity)').env('THEMIS_KEY'))
-      .option('--endorsement <file>', 'host endorsement of this instance (themis endorse)')
+      .addOption(new Option('--endorsement <file>', 'host endorsement of this instance (themis endorse)').env('THEMIS_ENDORSEMENT'))
       .addOption(ownerOption())
       .addOption(jsonOption()),
   ).action(async (service: string, opts: NetOpts & { via: string; listen: string; key?: string; endorsement?: string; owner?: string }) => {
@@ -334,7 +334,7 @@ export function registerMesh(program: Command): void {
       .argument('[json]', 'the payload, JSON (default null)')
       .addOption(viaOption())
       .addOption(new Option('--key <file>', 'caller key file (default: a fresh identity)').env('THEMIS_KEY'))
-      .option('--endorsement <file>', "host endorsement of the caller's key (themis endorse)")
+      .addOption(new Option('--endorsement <file>', "host endorsement of the caller's key (themis endorse)").env('THEMIS_ENDORSEMENT'))
       .addOption(ownerOption())
       .addOption(new Option('--deadline <ms>', 'the whole call, retries included, must end within this').default(10_000).argParser(parsePositiveInt))
       .addOption(jsonOption()),
