@@ -312,12 +312,23 @@ both('a stream handler that throws resets the stream with HANDLER_ERROR', { serv
 
 // --- GOAWAY and closing (§4.7) -----------------------------------------------------------------
 
+/** Settled by the server's handler in the GOAWAY tests once it holds the request. */
+let slowStarted = deferred();
+let held = deferred();
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 both(
   'close(): GOAWAY lets in-flight requests finish, refuses new ones, and ends cleanly on both sides',
-  { server: { requests: { slow: (b: Buffer) => new Promise<Uint8Array>((resolve) => setTimeout(() => resolve(b), 80)) } } },
+  { server: { requests: { slow: (b: Buffer) => (slowStarted.resolve(), new Promise<Uint8Array>((resolve) => setTimeout(() => resolve(b), 80))) } } },
   async ({ client, server }) => {
+    slowStarted = deferred();
     const inflight = client.request('slow', Buffer.from('done'));
-    await delay(20);
+    // The server must hold the request before it closes (a delay alone races a loaded machine).
+    await slowStarted.promise;
     const serverClosed = closeEvent(server);
     const clientClosed = closeEvent(client);
     const closing = server.close();
@@ -333,10 +344,11 @@ both(
   },
 );
 
-both('GOAWAY: requests above lastStreamId are refused as retryable', { server: { requests: { hold: () => new Promise(() => {}) } } }, async ({ client, server }) => {
-  // Both requests leave in the same message as nothing else; the server closes before the second arrives.
+both('GOAWAY: requests above lastStreamId are refused as retryable', { server: { requests: { hold: () => (held.resolve(), new Promise(() => {})) } } }, async ({ client, server }) => {
+  // The server holds the first request, then closes before the second arrives.
+  held = deferred();
   const first = client.request('hold', Buffer.alloc(0));
-  await delay(20);
+  await held.promise;
   void server.close({ graceMs: 50 });
   const second = client.request('hold', Buffer.alloc(0));
   await assert.rejects(second, isChannelError('ERR_CHANNEL_GOAWAY', (e) => e.retryable));
