@@ -7,8 +7,7 @@
  */
 import { join } from 'node:path';
 import { runChurn, type ChurnOptions, type ChurnReport, type OperationFigures } from '../src/testing/churn.js';
-import { parseBenchArgs } from './lib/args.js';
-import { Cleanup, Progress, RESULTS_DIR, UsageError, machineInfo, writeJson, type BenchContext } from './lib/bench.js';
+import { Cleanup, Progress, RESULTS_DIR, UsageError, machineInfo, parseBenchArgs, writeJson, type BenchContext } from './lib/bench.js';
 
 export const description = 'churn on loopback: DHT servers and mesh instances killed and started under lookup and call load';
 
@@ -42,23 +41,20 @@ function positive(flag: string, value: string | undefined, integer: boolean): nu
 
 function parseOptions(argv: readonly string[]): Options | null {
   const parsed = parseBenchArgs(
+    argv,
     {
-      args: [...argv],
-      options: {
-        nodes: { type: 'string' },
-        instances: { type: 'string' },
-        seconds: { type: 'string' },
-        rate: { type: 'string' },
-        warmup: { type: 'string' },
-        after: { type: 'string' },
-        lookups: { type: 'string' },
-        calls: { type: 'string' },
-        mode: { type: 'string', default: 'trust-domain' },
-        quick: { type: 'boolean', default: false },
-        out: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
+      nodes: { type: 'string' },
+      instances: { type: 'string' },
+      seconds: { type: 'string' },
+      rate: { type: 'string' },
+      warmup: { type: 'string' },
+      after: { type: 'string' },
+      lookups: { type: 'string' },
+      calls: { type: 'string' },
+      mode: { type: 'string', default: 'trust-domain' },
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      json: { type: 'boolean', default: false },
     },
     USAGE,
   );
