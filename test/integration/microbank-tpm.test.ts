@@ -7,36 +7,76 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { createHostAttestor, createVerifier, type TpmAttestor } from '../../src/attest/index.js';
 import { fromBase32 } from '../../src/core/bytes.js';
 import { Identity, readKeyFile } from '../../src/identity/index.js';
 import { createMesh, endorse, endorsementCredential, type Mesh } from '../../src/mesh/index.js';
 import { startApp, type RunningApp } from '../../src/runtime/index.js';
-import { startSwtpm, swtpmAvailable, type Swtpm } from '../../src/testing/index.js';
+import { startSwtpm, swtpmAvailable } from '../../src/testing/index.js';
 import { refusedWith } from './helpers/attest.js';
 import { MICROBANK } from './helpers/microbank.js';
 
 const skip = swtpmAvailable() ? false : 'swtpm and tpm2-tools are not installed (apt-get install -y swtpm swtpm-tools tpm2-tools)';
 
+/** Starts a swtpm and MicroBank (from `dir`) under TPM attestation on it; all of it is stopped and removed after. */
+async function tpmApp(dir: string): Promise<{ app: RunningApp; dataDir: string; stop: () => Promise<void> }> {
+  const tpm = await startSwtpm();
+  const dataDir = mkdtempSync(join(tmpdir(), 'themis-microbank-tpm-'));
+  const stop = async (): Promise<void> => {
+    await app?.close();
+    await tpm.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  let app: RunningApp | undefined;
+  try {
+    app = await startApp({ dir, dataDir, attestation: { mode: 'tpm', tpm: tpm.spec } });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { app, dataDir, stop };
+}
+
+/**
+ * A mesh peer posing as an instance of `payment` (the one service allowed to call accounts.debit),
+ * endorsed by the app's real host key for the real payment code, with its own fresh verifier;
+ * with `attestor`, it carries that attestor's TPM credential and answers with its evidence.
+ */
+async function paymentPeer(t: TestContext, app: RunningApp, dataDir: string, attestor?: TpmAttestor): Promise<Mesh> {
+  const hostIdentity = await readKeyFile(join(dataDir, 'host.key'), app.network);
+  const digest = createHash('sha256').update(readFileSync(join(app.manifest.dir, 'services/payment.js'))).digest();
+  const identity = Identity.generate(app.network);
+  const endorsement = endorse(hostIdentity, { instancePub: identity.publicKey, trustDomain: app.manifest.trustDomain, service: 'payment', codeDigest: digest });
+  const extra = attestor === undefined ? [] : await attestor.credentials({ nodeId: identity.nodeId, service: 'payment', digest });
+  const mesh = await createMesh({
+    identity,
+    credentials: [endorsementCredential(endorsement), ...extra],
+    network: app.network,
+    bootstrap: [app.bootstrap],
+    client: true,
+    trust: { owner: fromBase32(app.owner) },
+    maintenance: false,
+    attestation: { verifier: createVerifier(), ...(attestor === undefined ? {} : { evidence: (nonce: Buffer) => attestor.evidence(nonce) }) },
+  });
+  t.after(() => mesh.close());
+  return mesh;
+}
+
+const DEBIT = { account: 'alice.1', amount: 1, payment: 'rogue:1' };
+
 describe('MicroBank with TPM attestation (startApp, swtpm)', { skip }, () => {
-  let tpm: Swtpm;
   let app: RunningApp;
   let dataDir: string;
+  let stop: (() => Promise<void>) | undefined;
 
   before(async () => {
-    tpm = await startSwtpm();
-    dataDir = mkdtempSync(join(tmpdir(), 'themis-microbank-tpm-'));
-    app = await startApp({ dir: MICROBANK, dataDir, attestation: { mode: 'tpm', tpm: tpm.spec } });
+    ({ app, dataDir, stop } = await tpmApp(MICROBANK));
   });
-  after(async () => {
-    await app?.close();
-    await tpm?.stop();
-    if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => stop?.());
 
   async function ok(method: string, path: string, init: { body?: unknown; token?: string; key?: string; status?: number } = {}): Promise<any> {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -78,34 +118,38 @@ describe('MicroBank with TPM attestation (startApp, swtpm)', { skip }, () => {
   });
 
   test('a peer with the host key but another TPM (AK not in the policy), or with no TPM credential, is refused', async (t) => {
-    const hostIdentity = await readKeyFile(join(dataDir, 'host.key'), app.network);
-    const digest = createHash('sha256').update(readFileSync(join(MICROBANK, 'services/payment.js'))).digest();
     const other = await startSwtpm();
     t.after(() => other.stop());
+    const hostIdentity = await readKeyFile(join(dataDir, 'host.key'), app.network);
     const rogueAttestor = (await createHostAttestor({ mode: 'tpm', tpm: other.spec }, hostIdentity)) as TpmAttestor;
     t.after(() => rogueAttestor.close());
     assert.notEqual(rogueAttestor.ak.digest.toString('hex'), app.attestation.akHash, 'another TPM, another AK');
-
-    /** An instance of `payment` (the one service allowed to call accounts.debit), endorsed by the real host key. */
-    const rogue = async (withTpmCredential: boolean): Promise<Mesh> => {
-      const identity = Identity.generate(app.network);
-      const endorsement = endorse(hostIdentity, { instancePub: identity.publicKey, trustDomain: app.manifest.trustDomain, service: 'payment', codeDigest: digest });
-      const extra = withTpmCredential ? await rogueAttestor.credentials({ nodeId: identity.nodeId, service: 'payment', digest }) : [];
-      const mesh = await createMesh({
-        identity,
-        credentials: [endorsementCredential(endorsement), ...extra],
-        network: app.network,
-        bootstrap: [app.bootstrap],
-        client: true,
-        trust: { owner: fromBase32(app.owner) },
-        maintenance: false,
-        attestation: { verifier: createVerifier(), evidence: (nonce) => rogueAttestor.evidence(nonce) },
-      });
-      t.after(() => mesh.close());
-      return mesh;
-    };
-    const debit = { account: 'alice.1', amount: 1, payment: 'rogue:1' };
-    await assert.rejects((await rogue(true)).call('accounts', 'debit', debit, { deadlineMs: 5_000 }), refusedWith('ERR_ATTEST_UNTRUSTED_KEY'));
-    await assert.rejects((await rogue(false)).call('accounts', 'debit', debit, { deadlineMs: 5_000 }), refusedWith('ERR_ATTEST_MISSING'));
+    await assert.rejects((await paymentPeer(t, app, dataDir, rogueAttestor)).call('accounts', 'debit', DEBIT, { deadlineMs: 5_000 }), refusedWith('ERR_ATTEST_UNTRUSTED_KEY'));
+    await assert.rejects((await paymentPeer(t, app, dataDir)).call('accounts', 'debit', DEBIT, { deadlineMs: 5_000 }), refusedWith('ERR_ATTEST_MISSING'));
   });
 });
+
+describe('MicroBank with TPM attestation: code modified after the policy was signed', { skip }, () => {
+  test('its instance is refused, and a fresh verifier refuses every instance of the host that loaded it', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'themis-microbank-copy-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    cpSync(MICROBANK, dir, { recursive: true, filter: (path) => !path.endsWith('.themis') });
+    const { app, dataDir, stop } = await tpmApp(dir);
+    t.after(stop);
+
+    // Before: accounts passes the caller's check (a fresh quote, a clean log) and refuses this
+    // peer only because it has no TPM credential.
+    await assert.rejects((await paymentPeer(t, app, dataDir)).call('accounts', 'debit', DEBIT, { deadlineMs: 5_000 }), refusedWith('ERR_ATTEST_MISSING'));
+
+    // users (min 0 instances) changes on disk after the policy was signed; its first request
+    // cold-starts an instance of the new code, which the host measures into PCR 16.
+    appendFileSync(join(dir, 'services/users.js'), '\n// patched after the policy was signed\n');
+    const res = await fetch(`${app.gateway}/users`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: 'mallory', name: 'M', password: 'mallory secret words' }) });
+    assert.equal(res.status, 502, 'the gateway refuses the modified users instance (its digest is not in the policy)');
+
+    // After: the host's quoted log holds code the policy does not allow, so a fresh verifier
+    // refuses even the unmodified accounts instance.
+    await assert.rejects((await paymentPeer(t, app, dataDir)).call('accounts', 'debit', DEBIT, { deadlineMs: 5_000 }), refusedWith('ERR_ATTEST_MEASUREMENT_REFUSED'));
+  });
+});
+
