@@ -5,12 +5,13 @@ import { stringify } from 'yaml';
 import { toBase32 } from '../core/bytes.js';
 import { ThemisError, isThemisError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
+import { TpmAttestor, createHostAttestor, createVerifier, type AttestationVerifier, type HostAttestor } from '../attest/index.js';
 import { createDhtNode, type DhtNode } from '../dht/index.js';
 import { Identity, networkConfig, readKeyFile, writeKeyFile, type NetworkConfig } from '../identity/index.js';
-import { createMesh, endorse, endorsementCredential, parsePolicyYaml, signPolicy, type Mesh, type Policy } from '../mesh/index.js';
+import { createMesh, endorse, endorsementCredential, parsePolicyYaml, signPolicy, type Mesh, type MeshInit, type Policy } from '../mesh/index.js';
 import { createBearerTokens } from './bearer.js';
 import { createGateway, type Gateway, type Invoke } from './gateway.js';
-import { Host, type HostAttestor } from './host.js';
+import { Host } from './host.js';
 import { RUNTIME_DISCOVERY_CACHE_MS, callService } from './mesh-call.js';
 import { openKv, type AppKv } from './kv.js';
 import { RuntimeMetrics } from './metrics.js';
@@ -22,8 +23,24 @@ import { GATEWAY_SERVICE, loadManifest, type AppManifest } from './manifest.js';
  * the digests of the actual modules, signed into the DHT), the host with its function
  * instances, and the HTTP gateway, itself an endorsed mesh peer of service `gateway`, the only
  * principal-token issuer of the policy.
+ *
+ * Attestation (docs/attestation.md, docs/runtime.md §6): one host attestor per app measures every
+ * instance's code (and the gateway's configuration) through Host.provisionIdentity; one verifier
+ * per host process checks every peer of every instance and of the gateway, so they share its
+ * verified-quote cache. In TPM mode the derived policy requires TPM attestation and trusts the
+ * host's AK.
  */
+/** Code digest (default, no TPM), or TPM 2.0 at `tpm`: `socket:PATH` (swtpm) or a device such as /dev/tpmrm0. */
 export type AttestationConfig = { readonly mode: 'code-digest' } | { readonly mode: 'tpm'; readonly tpm: string };
+
+/** The attestation an app runs with. */
+export interface AppAttestation {
+  readonly mode: AttestationConfig['mode'];
+  /** TPM mode: SHA-256 of the host's AK public area, the key the derived policy trusts (hex). */
+  readonly akHash?: string;
+  /** The one verifier of this host process (its `tpm.quotesVerified` counts fresh quotes verified). */
+  readonly verifier: AttestationVerifier;
+}
 
 export interface StartAppInit {
   readonly dir: string;
@@ -38,8 +55,6 @@ export interface StartAppInit {
   readonly logger?: Logger;
   /** Default code-digest: the endorsement's digest and the policy's digests are the proof. */
   readonly attestation?: AttestationConfig;
-  /** The attestor for `attestation.mode: 'tpm'` (src/attest wires it here). */
-  readonly attestor?: HostAttestor;
   /** A request at zero instances waits at most this for a cold start. Default 10 s. */
   readonly coldStartTimeoutMs?: number;
 }
@@ -64,6 +79,7 @@ export interface RunningApp {
    * routed (and register) methods are allowed; anything else answers 403 FORBIDDEN.
    */
   readonly invoke: Invoke;
+  readonly attestation: AppAttestation;
   /** Prometheus text of the runtime's metrics (cold starts, instances, gateway requests). */
   metrics(): Promise<string>;
   /** Graceful: stop accepting, finish in-flight requests, stop instances, close the anchor. */
@@ -76,7 +92,7 @@ export function gatewayDigest(manifest: AppManifest): Buffer {
 }
 
 /** The policy of an app: its services with the digests of their modules, `calls:` as rules, the gateway (and re-issuers) as token issuers. */
-export async function appPolicy(manifest: AppManifest, hostKey: Uint8Array, seq: number): Promise<Policy> {
+export async function appPolicy(manifest: AppManifest, hostKey: Uint8Array, seq: number, trustedAk?: Buffer): Promise<Policy> {
   const services: Record<string, { digests: string[] }> = { [GATEWAY_SERVICE]: { digests: [gatewayDigest(manifest).toString('hex')] } };
   for (const service of manifest.services.values()) {
     const digest = createHash('sha256').update(await readFile(service.entry)).digest('hex');
@@ -103,6 +119,8 @@ export async function appPolicy(manifest: AppManifest, hostKey: Uint8Array, seq:
     // from a token issuer of the policy, so every service with `calls:` is listed too.
     tokenIssuers: [GATEWAY_SERVICE, ...[...manifest.services.values()].filter((service) => service.calls.length > 0).map((service) => service.name)],
     refreshSeconds: 30,
+    // TPM mode: every peer must prove its code with a quote of this host's AK (docs/attestation.md §5).
+    ...(trustedAk === undefined ? {} : { attestation: { require: 'tpm', tpmKeys: [trustedAk.toString('hex')] } }),
   };
   return parsePolicyYaml(stringify(plain), `${manifest.file} (derived policy)`);
 }
@@ -110,9 +128,7 @@ export async function appPolicy(manifest: AppManifest, hostKey: Uint8Array, seq:
 export async function startApp(init: StartAppInit): Promise<RunningApp> {
   const logger = init.logger ?? createLogger();
   const log = logger.child({ component: 'app' });
-  if (init.attestation?.mode === 'tpm' && init.attestor === undefined) {
-    throw new TypeError('attestation mode "tpm" needs an attestor (src/attest createHostAttestor); or start with the default code-digest mode');
-  }
+  const mode = init.attestation ?? { mode: 'code-digest' };
   const manifest = await loadManifest(init.dir);
   const dataDir = resolve(init.dataDir ?? join(manifest.dir, '.themis'));
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
@@ -146,7 +162,13 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
     }
     const anchor = bootstrap.slice(bootstrap.indexOf('@') + 1);
 
-    const policy = await appPolicy(manifest, hostIdentity.publicKey, Date.now());
+    const attestor = await openAttestor(mode, hostIdentity, logger);
+    cleanups.push(() => attestor.close());
+    const akHash = attestor instanceof TpmAttestor ? attestor.ak.digest : undefined;
+    const verifier = createVerifier({ logger });
+    const meshAttestation: MeshInit['attestation'] = { verifier, evidence: (nonce) => attestor.evidence(nonce) };
+
+    const policy = await appPolicy(manifest, hostIdentity.publicKey, Date.now(), akHash);
     const record = signPolicy(owner, policy);
     if (anchorNode !== null) await anchorNode.store(record);
     else await storeVia(bootstrap, record, network, logger);
@@ -162,13 +184,14 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
       kv,
       logger,
       listenHost,
-      ...(init.attestor === undefined ? {} : { attestor: init.attestor }),
+      attestor,
+      attestation: meshAttestation,
       ...(init.coldStartTimeoutMs === undefined ? {} : { coldStartTimeoutMs: init.coldStartTimeoutMs }),
     });
     cleanups.push(() => host.close());
     await host.start();
 
-    const gatewayMesh = await startGatewayPeer(manifest, hostIdentity, owner.publicKey, network, bootstrap, logger);
+    const gatewayMesh = await startGatewayPeer(manifest, hostIdentity, owner.publicKey, network, bootstrap, logger, attestor, meshAttestation);
     cleanups.push(() => gatewayMesh.close());
     const invoke = meshInvoke(gatewayMesh, host, manifest.gateway.timeoutMs);
     const gateway: Gateway = await createGateway({
@@ -182,7 +205,7 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
       metrics,
     });
     cleanups.push(() => gateway.close());
-    log.info({ app: manifest.app, gateway: gateway.url, anchor, services: [...manifest.services.keys()] }, 'app started');
+    log.info({ app: manifest.app, gateway: gateway.url, anchor, services: [...manifest.services.keys()], attestation: mode.mode }, 'app started');
 
     let closing: Promise<void> | null = null;
     return {
@@ -197,6 +220,7 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
       network,
       kv,
       invoke,
+      attestation: { mode: mode.mode, verifier, ...(akHash === undefined ? {} : { akHash: akHash.toString('hex') }) },
       metrics: () => metrics.text(),
       close: () => (closing ??= unwind()),
     };
@@ -206,11 +230,51 @@ export async function startApp(init: StartAppInit): Promise<RunningApp> {
   }
 }
 
-/** The gateway's mesh peer: a fresh identity endorsed by the host for service `gateway`. */
-async function startGatewayPeer(manifest: AppManifest, hostIdentity: Identity, owner: Buffer, network: NetworkConfig, bootstrap: string, logger: Logger): Promise<Mesh> {
+/**
+ * The host attestor of an app. TPM mode opens the TPM (resetting PCR 16); a TPM that cannot be
+ * reached or missing tpm2-tools fails the start with what to do.
+ */
+async function openAttestor(mode: AttestationConfig, hostIdentity: Identity, logger: Logger): Promise<HostAttestor> {
+  if (mode.mode !== 'tpm') return createHostAttestor(mode, hostIdentity);
+  try {
+    return await createHostAttestor({ mode: 'tpm', tpm: mode.tpm, logger }, hostIdentity);
+  } catch (err) {
+    if (!isThemisError(err, 'ERR_ATTEST_TPM')) throw err;
+    throw new ThemisError(
+      'ERR_ATTEST_TPM',
+      `TPM attestation cannot open the TPM at ${mode.tpm}: ${err.message}. Start a TPM there (swtpm: see docs/attestation.md, "MicroBank with TPM attestation"), point --tpm (THEMIS_TPM) at a TPM device such as /dev/tpmrm0, or run without --attest tpm (code-digest mode)`,
+      { cause: err },
+    );
+  }
+}
+
+/** The gateway's mesh peer: a fresh identity endorsed by the host for service `gateway`, its configuration digest measured by the attestor. */
+async function startGatewayPeer(
+  manifest: AppManifest,
+  hostIdentity: Identity,
+  owner: Buffer,
+  network: NetworkConfig,
+  bootstrap: string,
+  logger: Logger,
+  attestor: HostAttestor,
+  attestation: MeshInit['attestation'],
+): Promise<Mesh> {
   const identity = Identity.generate(network);
-  const endorsement = endorse(hostIdentity, { instancePub: identity.publicKey, trustDomain: manifest.trustDomain, service: GATEWAY_SERVICE, codeDigest: gatewayDigest(manifest) });
-  return createMesh({ identity, credentials: [endorsementCredential(endorsement)], network, bootstrap: [bootstrap], client: true, trust: { owner }, maintenance: false, discoveryCacheMs: RUNTIME_DISCOVERY_CACHE_MS, logger });
+  const digest = gatewayDigest(manifest);
+  const endorsement = endorse(hostIdentity, { instancePub: identity.publicKey, trustDomain: manifest.trustDomain, service: GATEWAY_SERVICE, codeDigest: digest });
+  const extra = await attestor.credentials({ nodeId: identity.nodeId, service: GATEWAY_SERVICE, digest });
+  return createMesh({
+    identity,
+    credentials: [endorsementCredential(endorsement), ...extra],
+    network,
+    bootstrap: [bootstrap],
+    client: true,
+    trust: { owner },
+    maintenance: false,
+    discoveryCacheMs: RUNTIME_DISCOVERY_CACHE_MS,
+    logger,
+    ...(attestation === undefined ? {} : { attestation }),
+  });
 }
 
 /** The runtime's `invoke`: the principal token for the callee, then a runtime call over the gateway's mesh peer. */

@@ -5,7 +5,7 @@ import { ThemisError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Credential } from '../handshake/index.js';
 import { Identity, type NetworkConfig } from '../identity/index.js';
-import { endorse, endorsementCredential } from '../mesh/index.js';
+import { endorse, endorsementCredential, type MeshInit } from '../mesh/index.js';
 import { FunctionInstance } from './instance.js';
 import type { RuntimeMetrics } from './metrics.js';
 import { Sandbox, type DisposeReason } from './sandbox.js';
@@ -53,6 +53,8 @@ export interface HostInit {
   readonly listenHost?: string;
   /** Extra proof at cold start (TPM quotes…); none: the endorsement's code digest is the proof. */
   readonly attestor?: HostAttestor;
+  /** Every instance's mesh checks its peers with this verifier and answers challenges with this evidence (docs/attestation.md §4). */
+  readonly attestation?: MeshInit['attestation'];
   /** A request at zero instances waits at most this for a cold start. Default 10 s. */
   readonly coldStartTimeoutMs?: number;
   readonly metrics?: RuntimeMetrics;
@@ -278,6 +280,7 @@ export class Host {
       logger: this.#init.logger,
       ensure: (callee) => this.ensure(callee),
       onLoad: () => this.#scaleUp(pool),
+      ...(this.#init.attestation === undefined ? {} : { attestation: this.#init.attestation }),
     });
   }
 

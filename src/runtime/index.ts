@@ -8,5 +8,5 @@ export { Host, type HostAttestor, type HostInit, type ProvisionedIdentity, type 
 export { createGateway, type EndUser, type Gateway, type GatewayInit, type Invoke, type RouteInput } from './gateway.js';
 export { createBearerTokens, type BearerTokens, type BearerTokenInit } from './bearer.js';
 export { hashPassword, verifyPassword, SCRYPT_PARAMS, type PasswordHash } from './passwords.js';
-export { startApp, appPolicy, gatewayDigest, meshInvoke, type AttestationConfig, type RunningApp, type StartAppInit } from './app.js';
+export { startApp, appPolicy, gatewayDigest, meshInvoke, type AppAttestation, type AttestationConfig, type RunningApp, type StartAppInit } from './app.js';
 export { RuntimeMetrics } from './metrics.js';

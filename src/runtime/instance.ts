@@ -3,7 +3,7 @@ import type { Logger } from '../core/log.js';
 import { RecordType, createContactRecord, createRecord, encodeProviderValue, providerKey } from '../dht/index.js';
 import type { Credential } from '../handshake/index.js';
 import type { Identity, NetworkConfig } from '../identity/index.js';
-import { createMesh, type CallContext, type Mesh } from '../mesh/index.js';
+import { createMesh, type CallContext, type Mesh, type MeshInit } from '../mesh/index.js';
 import { FunctionError, type Outcome } from './function-error.js';
 import { RUNTIME_DISCOVERY_CACHE_MS, callService } from './mesh-call.js';
 import { KV_LIMITS, kvNamespace, type AppKv, type KvNamespace } from './kv.js';
@@ -37,6 +37,8 @@ export interface InstanceInit {
   readonly ensure: (service: string) => Promise<void>;
   /** A call started or ended on this instance (the autoscaler's signal). */
   readonly onLoad: () => void;
+  /** The host's attestation verifier (one per host) and its evidence responder. */
+  readonly attestation?: MeshInit['attestation'];
 }
 
 /** Provider records live this long; a crashed instance drops out of discovery within it. */
@@ -92,6 +94,7 @@ export class FunctionInstance {
         discoveryCacheMs: RUNTIME_DISCOVERY_CACHE_MS,
         providerTtlMs: INSTANCE_PROVIDER_TTL_MS,
         logger: init.logger,
+        ...(init.attestation === undefined ? {} : { attestation: init.attestation }),
       }),
     ]);
     if (sandbox.status === 'rejected' || mesh.status === 'rejected') {

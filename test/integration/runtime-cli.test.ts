@@ -7,7 +7,9 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { startSwtpm, swtpmAvailable } from '../../src/testing/index.js';
 import { CLI, cliRunner } from './helpers/cli.js';
+import { MICROBANK } from './helpers/microbank.js';
 
 // `themis init` and `themis up` as real child processes (needs `npm run build`). The child runs
 // plain `node dist/cli/main.js`, so `up` re-runs itself under --no-node-snapshot as a user's would.
@@ -22,7 +24,7 @@ function tempDir(t: TestContext, prefix: string): string {
 }
 
 interface Up {
-  readonly info: { gateway: string; anchor: string; owner: string; services: string[] };
+  readonly info: { gateway: string; anchor: string; owner: string; services: string[]; attestation: { mode: string; akHash?: string } };
   /** Sends the signal; resolves with the exit code. */
   stop(signal: NodeJS.Signals): Promise<number | null>;
   stderr(): string;
@@ -100,4 +102,28 @@ test('themis up reports a bad manifest with its line and column and exits 1', as
   const missing = await themis('up', dir, '--data', join(dir, 'data'));
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /hello\.js does not export async function\(s\) greet named in its handlers; export them or remove them from themis\.yaml \(ERR_RUNTIME_MODULE\)/);
+});
+
+const noSwtpm = swtpmAvailable() ? false : 'swtpm and tpm2-tools are not installed (apt-get install -y swtpm swtpm-tools tpm2-tools)';
+
+test('themis up --attest tpm --tpm socket:… runs MicroBank with TPM attestation, serves a request, and SIGTERM exits 0', { skip: noSwtpm }, async (t) => {
+  const tpm = await startSwtpm();
+  t.after(() => tpm.stop());
+  const plain = await up(t, FIXTURE, '--data', tempDir(t, 'themis-up-'));
+  assert.deepEqual(plain.info.attestation, { mode: 'code-digest' }, 'code-digest is the default');
+  assert.equal(await plain.stop('SIGTERM'), 0);
+
+  const app = await up(t, MICROBANK, '--data', tempDir(t, 'themis-up-tpm-'), '--attest', 'tpm', '--tpm', tpm.spec);
+  assert.equal(app.info.attestation.mode, 'tpm');
+  assert.match(app.info.attestation.akHash ?? '', /^[0-9a-f]{64}$/);
+  const res = await fetch(`${app.info.gateway}/users`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: 'carol', name: 'Carol', password: 'carol secret words' }) });
+  assert.equal(res.status, 201, await res.text());
+  assert.equal(await app.stop('SIGTERM'), 0);
+
+  const usage = await themis('up', MICROBANK, '--attest', 'tpm');
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /--attest tpm needs --tpm/);
+  const unreachable = await themis('up', MICROBANK, '--data', tempDir(t, 'themis-up-notpm-'), '--attest', 'tpm', '--tpm', `socket:${join(tpm.dir, 'absent.sock')}`);
+  assert.equal(unreachable.code, 1);
+  assert.match(unreachable.stderr, /TPM attestation cannot open the TPM at socket:.*Start a TPM there .* \(ERR_ATTEST_TPM\)/s);
 });

@@ -12,6 +12,8 @@ interface UpOptions {
   host: string;
   data?: string;
   anchor?: string;
+  attest: 'code-digest' | 'tpm';
+  tpm?: string;
   json?: boolean;
 }
 
@@ -27,8 +29,12 @@ export function registerUp(program: Command): void {
     .addOption(new Option('--host <addr>', 'listen address of the gateway, anchor and instances').env('THEMIS_HOST').default('127.0.0.1'))
     .addOption(new Option('--data <dir>', 'keys and key-value store (default DIR/.themis)').env('THEMIS_DATA'))
     .addOption(new Option('--anchor <addr>', 'join this DHT anchor (ID@tcp://HOST:PORT) instead of starting one').env('THEMIS_ANCHOR'))
+    .addOption(new Option('--attest <mode>', 'attestation: code-digest (the endorsement\'s code digest) or tpm (TPM 2.0 quotes; needs --tpm)').choices(['code-digest', 'tpm']).env('THEMIS_ATTEST').default('code-digest'))
+    .addOption(new Option('--tpm <where>', 'the TPM for --attest tpm: socket:PATH (a swtpm unix socket) or a device such as /dev/tpmrm0').env('THEMIS_TPM'))
     .addOption(jsonOption())
+    .addHelpText('after', '\nWith --attest tpm the derived policy requires TPM attestation and trusts this host\'s AK; opening the TPM resets PCR 16 (docs/attestation.md).')
     .action(async (dir: string, opts: UpOptions) => {
+      if (opts.attest === 'tpm' && opts.tpm === undefined) throw new UsageError('--attest tpm needs --tpm socket:PATH or --tpm DEVICE (or THEMIS_TPM), e.g. --tpm /dev/tpmrm0');
       if (!process.execArgv.includes(NODE_FLAG)) {
         process.exitCode = await rerunWithFlag();
         return;
@@ -36,10 +42,12 @@ export function registerUp(program: Command): void {
       const { startApp } = await import('../../runtime/index.js');
       const logger = createLogger({ level: process.env['THEMIS_LOG_LEVEL'] ?? 'info', name: 'themis-up' });
       const stopped = waitForSignal(); // before announcing, so a prompt SIGTERM is not missed
-      const app = await startApp({ dir, port: opts.port, host: opts.host, logger, ...(opts.data === undefined ? {} : { dataDir: opts.data }), ...(opts.anchor === undefined ? {} : { anchor: opts.anchor }) });
+      const attestation = opts.attest === 'tpm' ? { mode: 'tpm' as const, tpm: opts.tpm! } : { mode: 'code-digest' as const };
+      const app = await startApp({ dir, port: opts.port, host: opts.host, logger, attestation, ...(opts.data === undefined ? {} : { dataDir: opts.data }), ...(opts.anchor === undefined ? {} : { anchor: opts.anchor }) });
       const services = [...app.manifest.services.keys()];
-      if (opts.json === true) printJson({ gateway: app.gateway, anchor: app.anchor, bootstrap: app.bootstrap, app: app.manifest.app, owner: app.owner, services });
-      else printLine(`${app.manifest.app} is up: gateway ${app.gateway}, anchor ${app.anchor}, services ${services.join(', ')} (Ctrl-C to stop)`);
+      const attested = { mode: app.attestation.mode, ...(app.attestation.akHash === undefined ? {} : { akHash: app.attestation.akHash }) };
+      if (opts.json === true) printJson({ gateway: app.gateway, anchor: app.anchor, bootstrap: app.bootstrap, app: app.manifest.app, owner: app.owner, services, attestation: attested });
+      else printLine(`${app.manifest.app} is up: gateway ${app.gateway}, anchor ${app.anchor}, services ${services.join(', ')}, attestation ${attested.mode}${attested.akHash === undefined ? '' : ` (AK ${attested.akHash})`} (Ctrl-C to stop)`);
       await stopped;
       logger.info('shutting down: finishing in-flight requests');
       exitOnSecondSignal();
